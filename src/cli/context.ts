@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { EdgektError, exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
+import { initBackend, parseBackendChoice, type BackendInfo } from '../runtime/backend.js';
+
+/** What every command shares: output streams and backend initialisation from the global option. */
+export interface CliContext {
+  out: (line: string) => void;
+  err: (line: string) => void;
+  /** Initialises the backend chosen by --backend / EDGEKT_BACKEND (cached after the first call). */
+  backend: () => Promise<BackendInfo>;
+  exitCode: number;
+}
+
+export function createCliContext(program: Command, env: NodeJS.ProcessEnv): CliContext {
+  let info: Promise<BackendInfo> | undefined;
+  const ctx: CliContext = {
+    out: (line) => process.stdout.write(line + '\n'),
+    err: (line) => process.stderr.write(line + '\n'),
+    backend: () => {
+      const opt = program.opts<{ backend?: string }>().backend;
+      info ??= initBackend(parseBackendChoice(opt ?? env.EDGEKT_BACKEND ?? 'auto'));
+      return info;
+    },
+    exitCode: EXIT.OK,
+  };
+  return ctx;
+}
+
+/**
+ * Wraps a command action: EdgektErrors become one line on stderr and their documented exit code,
+ * never a stack trace; anything else is reported as internal (stack only with EDGEKT_DEBUG=1).
+ */
+export function action<A extends unknown[]>(
+  ctx: CliContext,
+  fn: (...args: A) => Promise<number | void> | number | void,
+): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      ctx.exitCode = typeof code === 'number' ? code : EXIT.OK;
+    } catch (e) {
+      const err = toEdgektError(e);
+      ctx.err(`edgekt: error ${err.code}: ${err.message}`);
+      if (process.env.EDGEKT_DEBUG === '1' && e instanceof Error && e.stack) ctx.err(e.stack);
+      ctx.exitCode = exitCodeFor(err);
+    }
+  };
+}
+
+export function printJson(ctx: CliContext, value: unknown): void {
+  ctx.out(JSON.stringify(value, null, 2));
+}
+
+export function parseIntOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n)) throw new EdgektError('EDGEKT_ERR_USAGE', `--${name} expects an integer, got "${value}"`);
+    return n;
+  };
+}
+
+export function parseFloatOption(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n)) throw new EdgektError('EDGEKT_ERR_USAGE', `--${name} expects a number, got "${value}"`);
+    return n;
+  };
+}

@@ -1,0 +1,28 @@
+import { Command, CommanderError } from 'commander';
+import { EXIT } from '../core/errors.js';
+import { createCliContext, type CliContext } from './context.js';
+import { registerRuntime } from './commands/runtime.js';
+
+/** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
+const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [registerRuntime];
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('edgekt');
+  program
+    .description('Compress CNNs on the device: lighten, multi-level knowledge transfer, global iterative pruning')
+    .version('0.1.0')
+    .option('--backend <name>', 'tfjs backend: auto | tensorflow | wasm | cpu (env EDGEKT_BACKEND)')
+    .showHelpAfterError()
+    .exitOverride();
+  const ctx = createCliContext(program, process.env);
+  for (const register of COMMANDS) register(program, ctx);
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    throw e;
+  }
+  return ctx.exitCode;
+}
