@@ -2,9 +2,13 @@ import { Command, CommanderError } from 'commander';
 import { EXIT } from '../core/errors.js';
 import { createCliContext, type CliContext } from './context.js';
 import { registerRuntime } from './commands/runtime.js';
+import { registerBench } from './commands/bench.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
-const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [registerRuntime];
+const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
+  registerRuntime,
+  registerBench,
+];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('edgekt');

@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+
+/** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
+const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [];
+
+export function registerBench(program: Command, ctx: CliContext): void {
+  const bench = program
+    .command('bench')
+    .description('benchmarks (results belong in docs/benchmarks.md with the command that produced them)');
+  for (const register of BENCH_COMMANDS) register(bench, ctx);
+}
