@@ -18,7 +18,7 @@ export function createCliContext(program: Command, env: NodeJS.ProcessEnv): CliC
     err: (line) => process.stderr.write(line + '\n'),
     backend: () => {
       const opt = program.opts<{ backend?: string }>().backend;
-      info ??= initBackend(parseBackendChoice(opt ?? env.EDGEKT_BACKEND ?? 'auto'));
+      info ??= initBackend(parseBackendChoice(opt ?? (env.EDGEKT_BACKEND || 'auto')));
       return info;
     },
     exitCode: EXIT.OK,
