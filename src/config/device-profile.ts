@@ -183,3 +183,18 @@ export function resolveBudgets(b: Budgets, teacher: ReferenceFigures): ResolvedB
   if (acc !== undefined) out.minAccuracy = acc;
   return out;
 }
+
+/**
+ * What a CostProbe measures on this device for one model (bench/ produces it, compress/ consumes
+ * it through its CostProbe interface): the figures budgets are checked against.
+ */
+export interface ModelCost {
+  latencyP50Ms: number;
+  latencyP95Ms: number;
+  latencyP99Ms: number;
+  /** Peak tensor bytes during one batch-1 inference, weights included, in MB. */
+  peakMemoryMB: number;
+  /** float32 weight bytes in KB. */
+  modelSizeKB: number;
+  params: number;
+}
