@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   EDGEKT_ERR_PRUNE_PLAN: 'a pruning plan is inconsistent with the model',
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
+  EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -68,6 +69,7 @@ export function exitCodeFor(e: EdgektError): number {
       return EXIT.BUDGET_UNREACHABLE;
     case 'EDGEKT_ERR_INTERNAL':
     case 'EDGEKT_ERR_BACKEND':
+    case 'EDGEKT_ERR_WORKER':
       return EXIT.FAILURE;
     default:
       return EXIT.BAD_INPUT;
