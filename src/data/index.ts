@@ -13,6 +13,10 @@ export { normalizeInPlace, type Normalization } from './raw.js';
 export { parseIdx, readMaybeGzip, findIdxPairs, type IdxArray, type IdxPair } from './idx.js';
 export { decodeImage, type FolderOptions } from './folder.js';
 export { shuffledIndices, splitIndices, splitSet, subset, classCounts, type SplitOptions } from './split.js';
+export { dirichletPartition, shardPartition, iidPartition, type DirichletOptions, type ShardOptions } from './partition.js';
+export { adaptImages, channelStats, type AdaptOptions } from './adapt.js';
+export { batches, forEachBatch, batchCount, type Batch, type BatchOptions } from './batches.js';
+export { summarizeDataset, type DatasetSummary, type SplitSummary } from './summary.js';
 
 export interface LoadOptions extends FolderOptions {
   /** Seed for subset selection, splits and their order (default 0). */

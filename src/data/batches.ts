@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs';
+import { EdgektError } from '../core/errors.js';
+import { shuffledIndices } from './split.js';
+import type { ImageSet } from './types.js';
+
+export interface BatchOptions {
+  batchSize: number;
+  /** Visit samples in a seeded random order (default false: dataset order). */
+  shuffle?: boolean;
+  /** Seed for the shuffle; pass e.g. baseSeed + epoch to get a new order every epoch (default 0). */
+  seed?: number;
+  /** Materialise `ys` as a one-hot float32 tensor (default true); false leaves `ys` null. */
+  oneHot?: boolean;
+  /** Drop the last incomplete batch (default false). */
+  drop?: boolean;
+  /** Only iterate these samples (e.g. one client's partition). */
+  indices?: ArrayLike<number>;
+}
+
+/**
+ * One mini-batch. `ys` is one-hot float32 [n, numClasses] (what tfjs categorical cross-entropy
+ * wants), or null for unlabeled data or `oneHot: false`; `labels` always carries the int class ids
+ * as a plain array (no tensor) for sparse losses and accuracy.
+ */
+export interface Batch {
+  xs: tf.Tensor4D;
+  ys: tf.Tensor2D | null;
+  labels: Int32Array | null;
+  /** Dataset indices of the samples in this batch. */
+  indices: Int32Array;
+}
+
+/**
+ * Lazily yields batches; each batch's tensors belong to the caller, who must dispose them
+ * (or use forEachBatch). Tensors are built straight from typed arrays: no intermediate tensors.
+ */
+export function* batches(set: ImageSet, opts: BatchOptions): Generator<Batch, void, undefined> {
+  const { batchSize } = opts;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `batchSize must be an integer >= 1, got ${batchSize}`);
+  let order: Int32Array = opts.indices ? Int32Array.from(opts.indices) : identity(set.count);
+  if (opts.shuffle) {
+    const perm = shuffledIndices(order.length, opts.seed ?? 0);
+    order = perm.map((k) => order[k]!);
+  }
+  const [h, w, c] = set.shape;
+  const size = h * w * c;
+  const k = set.numClasses;
+  const oneHot = opts.oneHot !== false && set.y !== null;
+  for (let start = 0; start < order.length; start += batchSize) {
+    const n = Math.min(batchSize, order.length - start);
+    if (n < batchSize && opts.drop) return;
+    const idx = order.slice(start, start + n);
+    const x = new Float32Array(n * size);
+    const labels = set.y ? new Int32Array(n) : null;
+    for (let j = 0; j < n; j++) {
+      const i = idx[j]!;
+      if (i < 0 || i >= set.count) throw new EdgektError('EDGEKT_ERR_USAGE', `batch index ${i} outside 0..${set.count - 1}`);
+      x.set(set.x.subarray(i * size, (i + 1) * size), j * size);
+      if (labels) labels[j] = set.y![i]!;
+    }
+    let ys: tf.Tensor2D | null = null;
+    if (oneHot && labels) {
+      const y = new Float32Array(n * k);
+      for (let j = 0; j < n; j++) y[j * k + labels[j]!] = 1;
+      ys = tf.tensor2d(y, [n, k]);
+    }
+    yield { xs: tf.tensor4d(x, [n, h, w, c]), ys, labels, indices: idx };
+  }
+}
+
+/** Runs fn on every batch and disposes the batch's tensors afterwards, even when fn throws. */
+export async function forEachBatch(
+  set: ImageSet,
+  opts: BatchOptions,
+  fn: (batch: Batch, index: number) => void | Promise<void>,
+): Promise<void> {
+  let i = 0;
+  for (const b of batches(set, opts)) {
+    try {
+      await fn(b, i++);
+    } finally {
+      b.xs.dispose();
+      b.ys?.dispose();
+    }
+  }
+}
+
+/** Number of batches an epoch yields with these options. */
+export function batchCount(count: number, batchSize: number, drop = false): number {
+  return drop ? Math.floor(count / batchSize) : Math.ceil(count / batchSize);
+}
+
+function identity(n: number): Int32Array {
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = i;
+  return out;
+}
