@@ -3,12 +3,14 @@ import { EXIT } from '../core/errors.js';
 import { createCliContext, type CliContext } from './context.js';
 import { registerRuntime } from './commands/runtime.js';
 import { registerBench } from './commands/bench.js';
+import { registerData } from './commands/data.js';
 import { registerProfile } from './commands/profile.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
 const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerRuntime,
   registerBench,
+  registerData,
   registerProfile,
 ];
 
