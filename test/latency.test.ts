@@ -2,6 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createLatencyProbe, measureModelCost, percentile } from '../src/bench/latency.js';
 import { initBackend } from '../src/runtime/backend.js';
+import { saveModel } from '../src/model/index.js';
+import { main } from '../src/cli/main.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 function tiny(filters: number): tf.LayersModel {
   const m = tf.sequential();
@@ -56,5 +61,26 @@ describe('latency probe', () => {
     expect(a.latencyP95Ms).toBeGreaterThanOrEqual(a.latencyP50Ms);
     small.dispose();
     big.dispose();
+  });
+
+  it('edgekt bench latency --model DIR --json measures a saved model', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'edgekt-lat-'));
+    const m = tiny(4);
+    await saveModel(m, dir);
+    const lines: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => (lines.push(String(s)), true)) as typeof process.stdout.write;
+    let code: number;
+    try {
+      code = await main(['node', 'edgekt', '--backend', 'cpu', 'bench', 'latency', '--model', dir, '--runs', '4', '--json']);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(code).toBe(0);
+    const r = JSON.parse(lines.join('')) as { params: number; latencyP95Ms: number; macs: number };
+    expect(r.params).toBe(m.countParams());
+    expect(r.latencyP95Ms).toBeGreaterThan(0);
+    expect(r.macs).toBeGreaterThan(0);
+    m.dispose();
   });
 });

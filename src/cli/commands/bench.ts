@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import type { CliContext } from '../context.js';
+import { registerBenchLatency } from './bench-latency.js';
 
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
-const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [];
+const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
+  registerBenchLatency,
+];
 
 export function registerBench(program: Command, ctx: CliContext): void {
   const bench = program
