@@ -39,18 +39,16 @@ export function splitIndices(labels: Int32Array | null, count: number, fractions
   } else {
     groups.push(Array.from({ length: count }, (_, i) => i));
   }
+  const alloc = allocate(groups.map((g) => g.length), fractions, count);
   const parts: number[][] = fractions.map(() => []);
-  for (const g of groups) {
+  groups.forEach((g, gi) => {
     shuffleInPlace(g, rng);
-    let acc = 0;
     let start = 0;
-    fractions.forEach((f, p) => {
-      acc += f;
-      const end = p === fractions.length - 1 ? g.length : Math.round(acc * g.length);
-      for (let k = start; k < end; k++) parts[p]!.push(g[k]!);
-      start = end;
+    alloc[gi]!.forEach((n, p) => {
+      for (let k = start; k < start + n; k++) parts[p]!.push(g[k]!);
+      start += n;
     });
-  }
+  });
   return parts.map((p) => {
     const a = Int32Array.from(p);
     shuffleInPlace(a, rng);
@@ -87,4 +85,43 @@ export function classCounts(set: ImageSet): number[] {
     counts[c] = (counts[c] ?? 0) + 1;
   }
   return counts;
+}
+
+/**
+ * Samples of each group per part: part totals are round(cumulative fraction × count) exactly,
+ * and each group's share is floor(fraction × size) plus leftovers by largest remainder, so small
+ * stratified splits neither drift from the asked total nor starve a class.
+ */
+function allocate(sizes: number[], fractions: number[], count: number): number[][] {
+  const left = sizes.slice();
+  const out = sizes.map(() => new Array<number>(fractions.length).fill(0));
+  let acc = 0;
+  let prevBound = 0;
+  for (let p = 0; p < fractions.length; p++) {
+    if (p === fractions.length - 1) {
+      left.forEach((n, g) => (out[g]![p] = n));
+      break;
+    }
+    acc += fractions[p]!;
+    const bound = Math.round(acc * count);
+    let target = bound - prevBound;
+    prevBound = bound;
+    const want = sizes.map((n, g) => Math.min(left[g]!, fractions[p]! * n));
+    const base = want.map(Math.floor);
+    base.forEach((n, g) => {
+      out[g]![p] = n;
+      left[g]! -= n;
+      target -= n;
+    });
+    const order = want.map((w, g) => [w - Math.floor(w), g] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    for (let k = 0; target > 0 && k < order.length * 2; k++) {
+      const g = order[k % order.length]![1];
+      if (left[g]! > 0) {
+        out[g]![p]! += 1;
+        left[g]! -= 1;
+        target--;
+      }
+    }
+  }
+  return out;
 }

@@ -2,13 +2,18 @@ import type { Command } from 'commander';
 import { loadDataset, summarizeDataset, type DatasetSummary } from '../../data/index.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 
+/** Option values stay strings until the action runs, so a bad value goes through action()'s one-line error path. */
 interface InspectOptions {
   json?: boolean;
-  seed?: number;
-  valFraction?: number;
-  testFraction?: number;
-  limit?: number;
-  perClassLimit?: number;
+  seed?: string;
+  valFraction?: string;
+  testFraction?: string;
+  limit?: string;
+  perClassLimit?: string;
+}
+
+function opt<T>(value: string | undefined, parse: (v: string) => T): T | undefined {
+  return value === undefined ? undefined : parse(value);
 }
 
 export function registerData(program: Command, ctx: CliContext): void {
@@ -18,20 +23,20 @@ export function registerData(program: Command, ctx: CliContext): void {
     .description('load a dataset spec and print sample counts per class and split')
     .argument('<spec>', 'mnist | fashion-mnist[:DIR] | idx:DIR | folder:DIR')
     .option('--json', 'print JSON')
-    .option('--seed <n>', 'seed for subsets and splits', parseIntOption('seed'), 0)
-    .option('--val-fraction <f>', 'share of train carved off as validation (default 0, or 0.1 for single-pool sources)', parseFloatOption('val-fraction'))
-    .option('--test-fraction <f>', 'share held out as test when the source has no test split (default 0.1)', parseFloatOption('test-fraction'))
-    .option('--limit <n>', 'keep at most N samples of each source split', parseIntOption('limit'))
-    .option('--per-class-limit <n>', 'keep at most N samples per class of each source split', parseIntOption('per-class-limit'))
+    .option('--seed <n>', 'seed for subsets and splits', '0')
+    .option('--val-fraction <f>', 'share of train carved off as validation (default 0, or 0.1 for single-pool sources)')
+    .option('--test-fraction <f>', 'share held out as test when the source has no test split (default 0.1)')
+    .option('--limit <n>', 'keep at most N samples of each source split')
+    .option('--per-class-limit <n>', 'keep at most N samples per class of each source split')
     .action(
       action(ctx, async (spec: string, opts: InspectOptions) => {
         const t0 = performance.now();
         const d = await loadDataset(spec, {
-          seed: opts.seed,
-          valFraction: opts.valFraction,
-          testFraction: opts.testFraction,
-          limit: opts.limit,
-          perClassLimit: opts.perClassLimit,
+          seed: opt(opts.seed, parseIntOption('seed')),
+          valFraction: opt(opts.valFraction, parseFloatOption('val-fraction')),
+          testFraction: opt(opts.testFraction, parseFloatOption('test-fraction')),
+          limit: opt(opts.limit, parseIntOption('limit')),
+          perClassLimit: opt(opts.perClassLimit, parseIntOption('per-class-limit')),
         });
         const summary = summarizeDataset(d);
         const loadMs = Math.round(performance.now() - t0);
