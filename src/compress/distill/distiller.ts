@@ -1,0 +1,157 @@
+import * as tf from '@tensorflow/tfjs';
+import { EdgektError } from '../../core/errors.js';
+import { shuffledIndices } from '../../data/split.js';
+import type { ImageSet } from '../../data/types.js';
+import { batchIndices, makeBatch } from './batches.js';
+import type { HintPair } from './hint-points.js';
+import type { LossParts } from './losses.js';
+import { createDistillTrainer, DISTILL_DEFAULTS, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
+
+export type DistillSchedule = 'fitnets' | 'joint';
+
+export interface DistillProgress {
+  phase: DistillPhase;
+  epoch: number;
+  epochs: number;
+  /** Step within the epoch, 1-based. */
+  step: number;
+  stepsPerEpoch: number;
+  /** Steps done so far over the whole run, 1-based. */
+  globalStep: number;
+  totalSteps: number;
+  loss: LossParts;
+}
+
+export interface DistillOptions extends DistillTrainerOptions {
+  /** 'fitnets' (default): hints first, then logits KD + CE; 'joint': every term from the start. */
+  schedule?: DistillSchedule;
+  /** Passes over the training data. Default 5. */
+  epochs?: number;
+  /** Batch size. Default 64. */
+  batchSize?: number;
+  /** FitNets stage 1 (hints only) share of all steps. Default 0.25. */
+  hintFraction?: number;
+  /** Called after every step; awaited between steps so progress bars can redraw. */
+  onProgress?: (p: DistillProgress) => void;
+  /** Lets a caller stop early (e.g. on SIGINT); checked between steps. */
+  signal?: AbortSignal;
+}
+
+export interface EpochSummary {
+  epoch: number;
+  /** Mean of each loss term over the epoch's steps (per phase, since terms differ between phases). */
+  phases: Partial<Record<DistillPhase, LossParts & { steps: number }>>;
+}
+
+export interface DistillResult {
+  pairs: HintPair[];
+  schedule: DistillSchedule;
+  steps: number;
+  seconds: number;
+  history: EpochSummary[];
+}
+
+export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25 };
+
+/**
+ * Trains `student` from a frozen `teacher` on `data` (labels optional) with multi-level knowledge
+ * transfer; a null teacher trains on hard labels only. The student's weights are updated in place.
+ */
+export async function distill(
+  teacher: tf.LayersModel | null,
+  student: tf.LayersModel,
+  data: ImageSet,
+  options: DistillOptions = {},
+): Promise<DistillResult> {
+  const epochs = options.epochs ?? DISTILL_RUN_DEFAULTS.epochs;
+  const batchSize = options.batchSize ?? DISTILL_RUN_DEFAULTS.batchSize;
+  const schedule = options.schedule ?? DISTILL_RUN_DEFAULTS.schedule;
+  const seed = options.seed ?? DISTILL_DEFAULTS.seed;
+  if (!(epochs >= 1 && Number.isInteger(epochs))) throw new EdgektError('EDGEKT_ERR_USAGE', `epochs must be an integer >= 1, got ${epochs}`);
+  if (!(batchSize >= 1 && Number.isInteger(batchSize))) throw new EdgektError('EDGEKT_ERR_USAGE', `batchSize must be an integer >= 1, got ${batchSize}`);
+  if (!teacher && !data.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'training without a teacher needs labeled data');
+  const [h, w, c] = data.shape;
+  const inShape = student.inputs[0]!.shape;
+  if (inShape[1] !== h || inShape[2] !== w || inShape[3] !== c) {
+    throw new EdgektError('EDGEKT_ERR_MODEL_UNSUPPORTED', `student input ${inShape.slice(1).join('x')} does not match data ${h}x${w}x${c}`);
+  }
+  const trainer = createDistillTrainer(teacher, student, { ...options, seed });
+  const stepsPerEpoch = Math.ceil(data.count / batchSize);
+  const totalSteps = epochs * stepsPerEpoch;
+  const hasHints = trainer.pairs.length > 0;
+  const hintSteps = schedule === 'fitnets' && hasHints
+    ? Math.max(1, Math.round((options.hintFraction ?? DISTILL_RUN_DEFAULTS.hintFraction) * totalSteps))
+    : 0;
+  const phaseAt = (g: number): DistillPhase => (schedule === 'joint' ? (hasHints ? 'joint' : 'logits') : g < hintSteps ? 'hints' : 'logits');
+
+  const started = performance.now();
+  const history: EpochSummary[] = [];
+  let globalStep = 0;
+  try {
+    for (let epoch = 1; epoch <= epochs; epoch++) {
+      const order = shuffledIndices(data.count, seed * 7919 + epoch);
+      const sums: EpochSummary['phases'] = {};
+      const batches = batchIndices(order, batchSize);
+      for (let b = 0; b < batches.length; b++) {
+        if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'distillation aborted');
+        const phase = phaseAt(globalStep);
+        const batch = makeBatch(data, batches[b]!);
+        let loss: LossParts;
+        try {
+          loss = trainer.step(batch.x, batch.y, phase);
+        } finally {
+          tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
+        }
+        globalStep++;
+        accumulate(sums, phase, loss);
+        options.onProgress?.({ phase, epoch, epochs, step: b + 1, stepsPerEpoch, globalStep, totalSteps, loss });
+        if (options.onProgress) await new Promise((r) => setImmediate(r));
+      }
+      history.push({ epoch, phases: finish(sums) });
+    }
+  } finally {
+    trainer.dispose();
+  }
+  return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history };
+}
+
+/** Hard-label training (no teacher): the "labels only" baseline and the teacher's own training. */
+export function trainSupervised(model: tf.LayersModel, data: ImageSet, options: Omit<DistillOptions, 'hints' | 'schedule'> = {}): Promise<DistillResult> {
+  return distill(null, model, data, { ...options, schedule: 'joint', hints: 'none' });
+}
+
+/** Top-1 accuracy of a classifier on a labeled set, in batches (softmax or logits output both fine). */
+export function evaluateAccuracy(model: tf.LayersModel, data: ImageSet, batchSize = 256): number {
+  if (!data.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'accuracy needs labeled data');
+  let correct = 0;
+  const order = Int32Array.from({ length: data.count }, (_, i) => i);
+  for (const idx of batchIndices(order, batchSize)) {
+    const batch = makeBatch(data, idx);
+    const pred = tf.tidy(() => tf.argMax(model.predict(batch.x) as tf.Tensor, -1).dataSync());
+    tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
+    for (let k = 0; k < idx.length; k++) if (pred[k] === data.y[idx[k]!]) correct++;
+  }
+  return correct / data.count;
+}
+
+type Sums = EpochSummary['phases'];
+
+function accumulate(sums: Sums, phase: DistillPhase, l: LossParts): void {
+  const s = (sums[phase] ??= { total: 0, hints: l.hints.map(() => 0), kd: l.kd === null ? null : 0, ce: l.ce === null ? null : 0, steps: 0 });
+  s.total += l.total;
+  l.hints.forEach((v, i) => (s.hints[i] = (s.hints[i] ?? 0) + v));
+  if (l.kd !== null) s.kd = (s.kd ?? 0) + l.kd;
+  if (l.ce !== null) s.ce = (s.ce ?? 0) + l.ce;
+  s.steps++;
+}
+
+function finish(sums: Sums): Sums {
+  for (const s of Object.values(sums)) {
+    if (!s) continue;
+    s.total /= s.steps;
+    s.hints = s.hints.map((v) => v / s.steps);
+    if (s.kd !== null) s.kd /= s.steps;
+    if (s.ce !== null) s.ce /= s.steps;
+  }
+  return sums;
+}

@@ -1,0 +1,45 @@
+export { createHintAdapter, type HintAdapter } from './adapters.js';
+export { makeBatch, batchIndices, type Batch } from './batches.js';
+export {
+  distill,
+  trainSupervised,
+  evaluateAccuracy,
+  DISTILL_RUN_DEFAULTS,
+  type DistillOptions,
+  type DistillProgress,
+  type DistillResult,
+  type DistillSchedule,
+  type EpochSummary,
+} from './distiller.js';
+export {
+  findStageEnds,
+  stageEndOf,
+  pairStageEnds,
+  featureModel,
+  logitsSource,
+  upstreamLayers,
+  type StageEnd,
+  type HintPair,
+  type LogitsSource,
+} from './hint-points.js';
+export {
+  hintLoss,
+  kdLoss,
+  crossEntropyLoss,
+  noisyTeacherLogits,
+  matchSpatial,
+  pickRows,
+  weightedLoss,
+  type LossParts,
+  type LossTerms,
+  type LossWeights,
+  type NoisyTeacherOptions,
+} from './losses.js';
+export {
+  createDistillTrainer,
+  DISTILL_DEFAULTS,
+  type DistillPhase,
+  type DistillTrainer,
+  type DistillTrainerOptions,
+  type HintLayerPair,
+} from './trainer.js';

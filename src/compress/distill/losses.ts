@@ -1,0 +1,133 @@
+import * as tf from '@tensorflow/tfjs';
+import { normal, type Rng } from '../../core/random.js';
+
+/**
+ * The loss terms of multi-level knowledge transfer, as pure functions on tensors. Each one runs in
+ * its own `tidy` and returns a scalar, so callers can combine them inside `optimizer.minimize`.
+ */
+
+/**
+ * Brings a teacher feature map to the student's spatial size so a hint can compare them. Average
+ * pooling when the size ratio is an integer (keeps the mean activation), bilinear resize otherwise.
+ */
+export function matchSpatial(feature: tf.Tensor4D, height: number, width: number): tf.Tensor4D {
+  const [, h, w] = feature.shape;
+  if (h === height && w === width) return feature;
+  return tf.tidy(() => {
+    if (h % height === 0 && w % width === 0 && h >= height && w >= width) {
+      return tf.avgPool(feature, [h / height, w / width], [h / height, w / width], 'valid');
+    }
+    return tf.image.resizeBilinear(feature, [height, width]);
+  });
+}
+
+/**
+ * FitNets hint: mean squared error between the adapted student feature and the teacher feature,
+ * averaged over every element. When the spatial sizes differ, the larger map is average-pooled (or
+ * resized) to the smaller one before comparing.
+ */
+export function hintLoss(adaptedStudent: tf.Tensor4D, teacher: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => {
+    const [, sh, sw] = adaptedStudent.shape;
+    const [, th, tw] = teacher.shape;
+    let s = adaptedStudent;
+    let t = teacher;
+    if (sh * sw > th * tw) s = matchSpatial(s, th, tw);
+    else if (th !== sh || tw !== sw) t = matchSpatial(t, sh, sw);
+    return tf.mean(tf.squaredDifference(s, t)) as tf.Scalar;
+  });
+}
+
+/**
+ * Hinton's logits distillation: KL(softmax(t/T) ‖ softmax(s/T)) summed over classes, averaged over
+ * the batch, times T² so its gradients keep the scale of the hard-label loss as T grows.
+ */
+export function kdLoss(studentLogits: tf.Tensor2D, teacherLogits: tf.Tensor2D, temperature: number): tf.Scalar {
+  return tf.tidy(() => {
+    const logPt = tf.logSoftmax(tf.div(teacherLogits, temperature));
+    const logPs = tf.logSoftmax(tf.div(studentLogits, temperature));
+    const kl = tf.sum(tf.mul(tf.exp(logPt), tf.sub(logPt, logPs)), -1);
+    return tf.mul(tf.mean(kl), temperature * temperature) as tf.Scalar;
+  });
+}
+
+/** Softmax cross-entropy against integer class labels, averaged over the batch. */
+export function crossEntropyLoss(logits: tf.Tensor2D, labels: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const numClasses = logits.shape[1];
+    const oneHot = tf.oneHot(tf.cast(labels, 'int32'), numClasses);
+    return tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), -1))) as tf.Scalar;
+  });
+}
+
+export interface NoisyTeacherOptions {
+  /** Standard deviation σ of the multiplicative noise. 0 disables it. */
+  sigma: number;
+  /** Fraction α of the batch's rows that get noise (round(α·n) rows, chosen at random). */
+  fraction: number;
+  /** Seeded source for the row choice and ε; the same rng state gives the same noise. */
+  rng: Rng;
+}
+
+/**
+ * The noisy teacher of Sau & Balasubramanian (2016): logits × (1 + σ·ε), ε ~ N(0,1) elementwise,
+ * on a random fraction α of the batch; the other rows are left clean. Acts as a regulariser that
+ * simulates several teachers. Returns the input tensor itself (not a copy) when noise is off.
+ */
+export function noisyTeacherLogits(logits: tf.Tensor2D, options: NoisyTeacherOptions): tf.Tensor2D {
+  const [n, k] = logits.shape;
+  const rows = Math.round(Math.min(1, Math.max(0, options.fraction)) * n);
+  if (options.sigma === 0 || rows === 0) return logits;
+  const factor = new Float32Array(n * k).fill(1);
+  for (const r of pickRows(n, rows, options.rng)) {
+    for (let j = 0; j < k; j++) factor[r * k + j] = 1 + options.sigma * normal(options.rng);
+  }
+  return tf.tidy(() => tf.mul(logits, tf.tensor2d(factor, [n, k])));
+}
+
+/** Chooses `count` distinct row indices out of n (partial Fisher–Yates), ascending. */
+export function pickRows(n: number, count: number, rng: Rng): number[] {
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(rng() * (n - i));
+    const t = idx[i]!;
+    idx[i] = idx[j]!;
+    idx[j] = t;
+  }
+  return idx.slice(0, count).sort((a, b) => a - b);
+}
+
+/** Each term of the objective, as plain numbers once read back (for progress and history). */
+export interface LossParts {
+  total: number;
+  /** One value per hint level, in hint order (empty when there are no hints in this phase). */
+  hints: number[];
+  kd: number | null;
+  ce: number | null;
+}
+
+export interface LossWeights {
+  /** One weight per hint level. */
+  hints: number[];
+  kd: number;
+  ce: number;
+}
+
+export interface LossTerms {
+  hints: tf.Scalar[];
+  kd: tf.Scalar | null;
+  ce: tf.Scalar | null;
+}
+
+/** Weighted sum of whichever terms are present: Σ wᵢ·hintᵢ + w_kd·KD + w_ce·CE. */
+export function weightedLoss(terms: LossTerms, weights: LossWeights): tf.Scalar {
+  return tf.tidy(() => {
+    let total: tf.Scalar = tf.scalar(0);
+    terms.hints.forEach((h, i) => {
+      total = tf.add(total, tf.mul(h, weights.hints[i] ?? 0));
+    });
+    if (terms.kd) total = tf.add(total, tf.mul(terms.kd, weights.kd));
+    if (terms.ce) total = tf.add(total, tf.mul(terms.ce, weights.ce));
+    return total;
+  });
+}

@@ -1,0 +1,165 @@
+import * as tf from '@tensorflow/tfjs';
+import { createRng, type Rng } from '../../core/random.js';
+import { EdgektError } from '../../core/errors.js';
+import { createHintAdapter, type HintAdapter } from './adapters.js';
+import { featureModel, findStageEnds, pairStageEnds, stageEndOf, upstreamLayers, type HintPair } from './hint-points.js';
+import { crossEntropyLoss, hintLoss, kdLoss, noisyTeacherLogits, weightedLoss, type LossParts } from './losses.js';
+
+/**
+ * What one training step optimises. `hints`: hint losses only, training the student's layers up to
+ * the hint points plus the adapters (FitNets stage 1). `logits`: KD + hard-label CE on the whole
+ * student (FitNets stage 2). `joint`: everything at once.
+ */
+export type DistillPhase = 'hints' | 'logits' | 'joint';
+
+/** Explicit teacher→student hint layers, e.g. from lighten's stage mapping. */
+export interface HintLayerPair {
+  teacher: string;
+  student: string;
+}
+
+export interface DistillTrainerOptions {
+  /** 'auto' (default): stage ends by resolution, paired by resolution; 'none': no hints (plain KD). */
+  hints?: 'auto' | 'none' | HintLayerPair[];
+  /** Softmax temperature T of the logits KD. Default 4 (Hinton et al. use 2–20; 4 is the common choice). */
+  temperature?: number;
+  /** Weight of the KD term. Default 0.7. */
+  kdWeight?: number;
+  /** Weight of hard-label cross-entropy (dropped when labels are absent). Default 0.3. */
+  ceWeight?: number;
+  /** Per-level hint weights, or one weight for every level. Default 1 per level. */
+  hintWeights?: number | number[];
+  /** Noisy-teacher σ. Default 0.1; 0 disables the noise. */
+  noiseSigma?: number;
+  /** Noisy-teacher α: fraction of each batch that gets noisy logits. Default 0.5. */
+  noiseFraction?: number;
+  /** Adam learning rate. Default 1e-3. */
+  learningRate?: number;
+  /** Seeds the adapters' initial weights and the noise. Default 0. */
+  seed?: number;
+}
+
+export const DISTILL_DEFAULTS = {
+  temperature: 4,
+  kdWeight: 0.7,
+  ceWeight: 0.3,
+  hintWeight: 1,
+  noiseSigma: 0.1,
+  noiseFraction: 0.5,
+  learningRate: 1e-3,
+  seed: 0,
+} as const;
+
+/**
+ * One distillation training step on a batch, plus what it needs (frozen teacher feature model,
+ * student feature model, adapters, Adam). Exported so pruning can fine-tune with knowledge transfer
+ * through the same code. A null teacher means plain supervised training (hard labels only).
+ */
+export interface DistillTrainer {
+  readonly pairs: HintPair[];
+  readonly adapters: HintAdapter[];
+  /** One Adam per phase: tfjs Adam keys its moments by position in the variable list, which differs between phases. */
+  readonly optimizers: Partial<Record<DistillPhase, tf.Optimizer>>;
+  /** Runs forward, backward and an Adam update; returns each loss term. Leaks no tensors. */
+  step(x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase): LossParts;
+  /** Frees the adapters and the optimizer state (the models stay owned by the caller). */
+  dispose(): void;
+}
+
+function resolvePairs(teacher: tf.LayersModel | null, student: tf.LayersModel, hints: DistillTrainerOptions['hints']): HintPair[] {
+  if (!teacher || hints === 'none') return [];
+  if (Array.isArray(hints)) {
+    return hints.map((h) => ({ teacher: stageEndOf(teacher, h.teacher), student: stageEndOf(student, h.student) }));
+  }
+  return pairStageEnds(findStageEnds(teacher), findStageEnds(student));
+}
+
+function toLogits(t: tf.Tensor, fromProbabilities: boolean): tf.Tensor2D {
+  return (fromProbabilities ? tf.log(tf.clipByValue(t, 1e-7, 1)) : t) as tf.Tensor2D;
+}
+
+export function createDistillTrainer(
+  teacher: tf.LayersModel | null,
+  student: tf.LayersModel,
+  options: DistillTrainerOptions = {},
+): DistillTrainer {
+  const o = { ...DISTILL_DEFAULTS, ...stripUndefined(options) };
+  const pairs = resolvePairs(teacher, student, options.hints ?? 'auto');
+  const hintWeights = Array.isArray(options.hintWeights)
+    ? options.hintWeights
+    : pairs.map(() => (typeof options.hintWeights === 'number' ? options.hintWeights : DISTILL_DEFAULTS.hintWeight));
+  if (hintWeights.length !== pairs.length) {
+    throw new EdgektError('EDGEKT_ERR_USAGE', `got ${hintWeights.length} hint weights for ${pairs.length} hint levels`);
+  }
+  const adapters = pairs.map((p, i) => createHintAdapter(p.student.channels, p.teacher.channels, o.seed * 1000 + i, `hint${i}`));
+  const t = teacher ? featureModel(teacher, pairs.map((p) => p.teacher.layerName)) : null;
+  const s = featureModel(student, pairs.map((p) => p.student.layerName));
+  const optimizers: Partial<Record<DistillPhase, tf.Optimizer>> = {};
+  const noiseRng: Rng = createRng(o.seed ^ 0x9e3779b9);
+
+  const adapterVars = adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
+  const studentVars = student.trainableWeights.map((w) => w.read() as tf.Variable);
+  const upstream = upstreamLayers(student, pairs.map((p) => p.student.layerName));
+  const hintVars = [
+    ...student.layers.filter((l) => upstream.has(l.name)).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable)),
+    ...adapterVars,
+  ];
+
+  const step = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase): LossParts => {
+    const usesHints = phase !== 'logits' && pairs.length > 0;
+    const usesLogits = phase !== 'hints' || pairs.length === 0;
+    // Teacher forward: frozen (inference mode), outside the gradient tape.
+    const teacherOut = t
+      ? tf.tidy(() => {
+          const outs = t.model.apply(x, { training: false }) as tf.Tensor[];
+          const clean = toLogits(outs[outs.length - 1]!, t.fromProbabilities);
+          const logits = noisyTeacherLogits(clean, { sigma: o.noiseSigma, fraction: o.noiseFraction, rng: noiseRng });
+          return [...outs.slice(0, -1), logits];
+        })
+      : null;
+    let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null } = { hints: [], kd: null, ce: null };
+    const varList = !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
+    const optimizer = (optimizers[phase] ??= tf.train.adam(o.learningRate));
+    const total = optimizer.minimize(
+      () => {
+        const outs = s.model.apply(x, { training: true }) as tf.Tensor[];
+        const sLogits = toLogits(outs[outs.length - 1]!, s.fromProbabilities);
+        const hints = usesHints && teacherOut
+          ? pairs.map((_, i) => hintLoss(adapters[i]!.apply(outs[i] as tf.Tensor4D), teacherOut[i] as tf.Tensor4D))
+          : [];
+        const kd = usesLogits && teacherOut && o.kdWeight > 0 ? kdLoss(sLogits, teacherOut[teacherOut.length - 1] as tf.Tensor2D, o.temperature) : null;
+        const ce = usesLogits && labels && (o.ceWeight > 0 || !teacherOut) ? crossEntropyLoss(sLogits, labels) : null;
+        if (!hints.length && !kd && !ce) throw new EdgektError('EDGEKT_ERR_USAGE', `phase ${phase} has no loss term (no teacher and no labels?)`);
+        kept = { hints: hints.map((h) => tf.keep(h)), kd: kd && tf.keep(kd), ce: ce && tf.keep(ce) };
+        return weightedLoss(kept, { hints: hintWeights, kd: o.kdWeight, ce: teacherOut ? o.ceWeight : 1 });
+      },
+      true,
+      varList,
+    )!;
+    const all = [total, ...kept.hints, ...(kept.kd ? [kept.kd] : []), ...(kept.ce ? [kept.ce] : [])];
+    const values = tf.tidy(() => tf.stack(all).dataSync());
+    tf.dispose([...all, ...(teacherOut ?? [])]);
+    let i = 1;
+    return {
+      total: values[0]!,
+      hints: kept.hints.map(() => values[i++]!),
+      kd: kept.kd ? values[i++]! : null,
+      ce: kept.ce ? values[i++]! : null,
+    };
+  };
+
+  return {
+    pairs,
+    adapters,
+    optimizers,
+    step,
+    dispose: () => {
+      adapters.forEach((a) => a.dispose());
+      Object.values(optimizers).forEach((opt) => opt?.dispose());
+    },
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
