@@ -1,0 +1,206 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { ModelCost, ResolvedBudgets } from '../config/device-profile.js';
+import { applyPlan, buildDependencyGraph, groupImportance, pruneStep, type ImportanceKind, type PrunePlan } from './prune/index.js';
+
+/**
+ * Measures a model on this device. bench/ implements it (createLatencyProbe); compress/ only sees
+ * this interface, so tests can pass a deterministic fake.
+ */
+export interface CostProbe {
+  measure(model: tf.LayersModel): Promise<ModelCost>;
+}
+
+export interface Figures extends ModelCost {
+  /** Top-1 accuracy on the evaluation split, or null without labels. */
+  accuracy: number | null;
+}
+
+export type BudgetName = 'latencyP95Ms' | 'peakMemoryMB' | 'modelSizeKB' | 'minAccuracy';
+
+export interface BudgetViolation {
+  budget: BudgetName;
+  limit: number;
+  value: number;
+}
+
+export interface BudgetCheck {
+  met: boolean;
+  /** Resource budgets only (latency, memory, size): what pruning can still improve. */
+  resourcesMet: boolean;
+  violations: BudgetViolation[];
+  /** Sum of relative excesses over the violated budgets; 0 when met. Ranks "closest" models. */
+  distance: number;
+}
+
+/** Compares measured figures with absolute budgets. */
+export function checkBudgets(f: Figures, b: ResolvedBudgets): BudgetCheck {
+  const violations: BudgetViolation[] = [];
+  const over = (budget: BudgetName, value: number, limit: number | undefined): void => {
+    if (limit !== undefined && value > limit) violations.push({ budget, limit, value });
+  };
+  over('latencyP95Ms', f.latencyP95Ms, b.latencyP95Ms);
+  over('peakMemoryMB', f.peakMemoryMB, b.peakMemoryMB);
+  over('modelSizeKB', f.modelSizeKB, b.modelSizeKB);
+  if (b.minAccuracy !== undefined && (f.accuracy === null || f.accuracy < b.minAccuracy)) {
+    violations.push({ budget: 'minAccuracy', limit: b.minAccuracy, value: f.accuracy ?? 0 });
+  }
+  const distance = violations.reduce(
+    (a, v) => a + (v.budget === 'minAccuracy' ? (v.limit - v.value) / v.limit : (v.value - v.limit) / v.limit),
+    0,
+  );
+  return { met: violations.length === 0, resourcesMet: violations.every((v) => v.budget === 'minAccuracy'), violations, distance };
+}
+
+export interface FineTuneRequest {
+  iteration: number;
+  /** 'brief' after each pruning step, 'final' once the resource budgets hold. */
+  kind: 'brief' | 'final';
+}
+
+/** Trains the student in place (KD from the teacher, or plain CE): swapped by the pipeline. */
+export type FineTuner = (student: tf.LayersModel, request: FineTuneRequest) => Promise<void>;
+
+export interface IterationRecord {
+  iteration: number;
+  kind: 'start' | 'prune' | 'final';
+  /** The plan applied in this iteration (null for start/final): replayable history. */
+  plan: PrunePlan | null;
+  removedChannels: number;
+  figures: Figures;
+  check: BudgetCheck;
+  seconds: number;
+}
+
+export interface PruneLoopOptions {
+  budgets: ResolvedBudgets;
+  probe: CostProbe;
+  fineTune: FineTuner;
+  evaluate: (model: tf.LayersModel) => number | null;
+  /** Share of the remaining prunable channels cut per iteration. Default 0.1. */
+  stepFraction?: number;
+  maxIterations?: number;
+  importance?: ImportanceKind;
+  minChannels?: number;
+  roundTo?: number;
+  skipLayers?: readonly string[];
+  /** NetAdapt-style: rank groups by importance lost per millisecond saved (measured here). */
+  latencyAware?: boolean;
+  /** Called after each record with the model it describes (checkpoints, progress); may throw to abort. */
+  onIteration?: (record: IterationRecord, model: tf.LayersModel) => Promise<void> | void;
+  /** Resume: the history so far, the model of its last record and the closest model so far. */
+  resume?: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null };
+  clock?: () => number;
+}
+
+export interface PruneLoopResult {
+  /** The final model when every budget holds, otherwise the closest one. The caller owns it. */
+  model: tf.LayersModel;
+  met: boolean;
+  history: IterationRecord[];
+  /** Index in history of the returned model's record. */
+  chosen: number;
+  stopReason: string;
+}
+
+async function latencyCosts(model: tf.LayersModel, probe: CostProbe, o: PruneLoopOptions): Promise<Map<string, number>> {
+  const graph = buildDependencyGraph(model, { skipLayers: o.skipLayers ?? [] });
+  const base = (await probe.measure(model)).latencyP50Ms;
+  const costs = new Map<string, number>();
+  for (const gi of groupImportance(model, graph, o.importance ?? 'l1')) {
+    const size = gi.scores.length;
+    const keep = Math.max(o.minChannels ?? 4, Math.floor(size / 2));
+    if (keep >= size) continue;
+    const idx = Array.from(gi.scores.keys()).sort((a, b) => gi.scores[b]! - gi.scores[a]!).slice(0, keep).sort((a, b) => a - b);
+    const variant = await applyPlan(model, { version: 1, groups: [{ key: gi.key, size, keep: idx }] }, { skipLayers: o.skipLayers ?? [] });
+    try {
+      const saved = base - (await probe.measure(variant)).latencyP50Ms;
+      costs.set(gi.key, Math.max(1e-4, saved / (size - keep)));
+    } finally {
+      variant.dispose();
+    }
+  }
+  return costs;
+}
+
+/**
+ * Global iterative pruning against measured budgets: cut the least important channels, fine-tune
+ * briefly, measure on this device, repeat until the resource budgets hold; then fine-tune longer
+ * and check every budget. Returns the final model if it meets them, else the closest one seen.
+ */
+export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): Promise<PruneLoopResult> {
+  const clock = o.clock ?? (() => performance.now());
+  const maxIterations = o.maxIterations ?? 30;
+  const history: IterationRecord[] = o.resume ? [...o.resume.history] : [];
+  let current = o.resume?.model ?? start;
+  let closest: tf.LayersModel | null = o.resume?.closest ?? null;
+  let closestIndex = history.length ? history.reduce((b, r, i, h) => (r.check.distance < h[b]!.check.distance ? i : b), 0) : -1;
+  const owned = new Set<tf.LayersModel>([current, ...(closest ? [closest] : [])]);
+  owned.delete(start);
+  /** Frees a model the loop created once nothing refers to it any more. */
+  const release = (m: tf.LayersModel | null): void => {
+    if (!m || m === start || m === current || m === closest || !owned.has(m)) return;
+    m.dispose();
+    owned.delete(m);
+  };
+
+  const figuresOf = async (m: tf.LayersModel): Promise<Figures> => ({ ...(await o.probe.measure(m)), accuracy: o.evaluate(m) });
+  const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
+    const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
+    history.push(full);
+    if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance) {
+      closestIndex = history.length - 1;
+      const old = closest;
+      closest = m;
+      release(old);
+    }
+    await o.onIteration?.(full, m);
+    return full;
+  };
+
+  let last: IterationRecord;
+  if (history.length === 0) {
+    const t0 = clock();
+    last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
+  } else last = history[history.length - 1]!;
+
+  let stopReason = 'resource budgets hold';
+  while (last.kind !== 'final' && !last.check.resourcesMet) {
+    if (last.iteration >= maxIterations) {
+      stopReason = `stopped after ${maxIterations} iterations`;
+      break;
+    }
+    const t0 = clock();
+    const costPerChannel = o.latencyAware ? await latencyCosts(current, o.probe, o) : undefined;
+    const step = await pruneStep(current, {
+      fraction: o.stepFraction ?? 0.1,
+      importance: o.importance,
+      minChannels: o.minChannels,
+      roundTo: o.roundTo,
+      skipLayers: o.skipLayers,
+      costPerChannel,
+    });
+    if (step.removedChannels === 0) {
+      step.model.dispose();
+      stopReason = 'nothing left to prune within the limits';
+      break;
+    }
+    owned.add(step.model);
+    const iteration = last.iteration + 1;
+    await o.fineTune(step.model, { iteration, kind: 'brief' });
+    const prev = current;
+    current = step.model;
+    last = await record({ iteration, kind: 'prune', plan: step.plan, removedChannels: step.removedChannels, figures: await figuresOf(current) }, t0, current);
+    release(prev);
+  }
+  if (last.kind !== 'final' && last.check.resourcesMet) {
+    const t0 = clock();
+    await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
+    last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
+    stopReason = last.check.met ? 'every budget holds' : 'resource budgets hold but accuracy does not';
+  }
+  const met = last.check.met;
+  const chosenModel = met ? current : closest ?? current;
+  const chosen = met ? history.length - 1 : closestIndex;
+  for (const m of owned) if (m !== chosenModel && m !== start) m.dispose();
+  return { model: chosenModel, met, history, chosen, stopReason };
+}

@@ -1,0 +1,108 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { checkBudgets, runPruneLoop, type CostProbe, type FineTuneRequest } from '../src/compress/budget.js';
+import { initBackend } from '../src/runtime/backend.js';
+
+function model(): tf.LayersModel {
+  const m = tf.sequential();
+  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c1' }));
+  m.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c2' }));
+  m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
+  m.add(tf.layers.dense({ units: 4, name: 'head' }));
+  return m;
+}
+
+/** Deterministic stand-in for the device: cost grows with parameters. */
+const fakeProbe: CostProbe = {
+  measure: async (m) => {
+    const p = m.countParams();
+    return { latencyP50Ms: p / 1000, latencyP95Ms: p / 900, latencyP99Ms: p / 800, peakMemoryMB: (p * 4) / 2 ** 20, modelSizeKB: (p * 4) / 1024, params: p };
+  },
+};
+
+describe('budget loop', () => {
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+
+  it('checks budgets and ranks distance', () => {
+    const f = { latencyP50Ms: 1, latencyP95Ms: 2, latencyP99Ms: 3, peakMemoryMB: 1, modelSizeKB: 100, params: 25600, accuracy: 0.8 };
+    expect(checkBudgets(f, { latencyP95Ms: 2, modelSizeKB: 100, minAccuracy: 0.8 }).met).toBe(true);
+    const c = checkBudgets(f, { latencyP95Ms: 1, modelSizeKB: 50, minAccuracy: 0.9 });
+    expect(c.met).toBe(false);
+    expect(c.resourcesMet).toBe(false);
+    expect(c.violations.map((v) => v.budget)).toEqual(['latencyP95Ms', 'modelSizeKB', 'minAccuracy']);
+    expect(c.distance).toBeCloseTo(1 + 1 + 0.1 / 0.9);
+    expect(checkBudgets(f, { minAccuracy: 0.9 }).resourcesMet).toBe(true);
+  });
+
+  it('stops once the budgets hold, after a final fine-tune, and leaks nothing', async () => {
+    const m = model();
+    const startKB = (m.countParams() * 4) / 1024;
+    const calls: FineTuneRequest[] = [];
+    const before = tf.memory().numTensors;
+    const r = await runPruneLoop(m, {
+      budgets: { modelSizeKB: 0.4 * startKB, latencyP95Ms: 100 },
+      probe: fakeProbe,
+      fineTune: async (_s, req) => void calls.push(req),
+      evaluate: () => 0.9,
+      stepFraction: 0.2,
+      minChannels: 2,
+      roundTo: 2,
+    });
+    expect(r.met).toBe(true);
+    expect(r.stopReason).toBe('every budget holds');
+    expect(r.history[0]!.kind).toBe('start');
+    expect(r.history[r.history.length - 1]!.kind).toBe('final');
+    expect(r.history.filter((h) => h.kind === 'prune').length).toBeGreaterThanOrEqual(2);
+    expect(r.chosen).toBe(r.history.length - 1);
+    expect((r.model.countParams() * 4) / 1024).toBeLessThanOrEqual(0.4 * startKB);
+    // every prune iteration before the last one was still over budget: the loop stopped at the first fit
+    const prunes = r.history.filter((h) => h.kind === 'prune');
+    for (const h of prunes.slice(0, -1)) expect(h.check.resourcesMet).toBe(false);
+    expect(calls.filter((c) => c.kind === 'final')).toHaveLength(1);
+    expect(calls.filter((c) => c.kind === 'brief')).toHaveLength(prunes.length);
+    for (const h of prunes) expect(h.plan!.groups.every((g) => g.keep.length % 2 === 0)).toBe(true);
+    expect(tf.memory().numTensors - before).toBe(r.model.weights.length);
+    r.model.dispose();
+    m.dispose();
+  });
+
+  it('an unreachable budget ends with met=false and the closest model', async () => {
+    const m = model();
+    const before = tf.memory().numTensors;
+    const r = await runPruneLoop(m, {
+      budgets: { modelSizeKB: 0.01 },
+      probe: fakeProbe,
+      fineTune: async () => {},
+      evaluate: () => null,
+      stepFraction: 0.5,
+      minChannels: 4,
+    });
+    expect(r.met).toBe(false);
+    expect(r.stopReason).toMatch(/nothing left|iterations/);
+    const best = Math.min(...r.history.map((h) => h.check.distance));
+    expect(r.history[r.chosen]!.check.distance).toBe(best);
+    expect(r.model.countParams()).toBe(r.history[r.chosen]!.figures.params);
+    expect(tf.memory().numTensors - before).toBe(r.model.weights.length);
+    r.model.dispose();
+    m.dispose();
+  });
+
+  it('accuracy below its minimum after the final fine-tune is reported unmet; latency-aware mode runs', async () => {
+    const m = model();
+    const r = await runPruneLoop(m, {
+      budgets: { latencyP95Ms: (0.6 * m.countParams()) / 900, minAccuracy: 0.95 },
+      probe: fakeProbe,
+      fineTune: async () => {},
+      evaluate: () => 0.9,
+      stepFraction: 0.2,
+      latencyAware: true,
+    });
+    expect(r.met).toBe(false);
+    expect(r.stopReason).toMatch(/accuracy/);
+    expect(r.history[r.history.length - 1]!.check.resourcesMet).toBe(true);
+    r.model.dispose();
+    m.dispose();
+  });
+});
