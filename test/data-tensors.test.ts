@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { adaptImages, batchCount, batches, channelStats, forEachBatch, normalizeInPlace, type ImageSet } from '../src/data/index.js';
+import { adaptImages, adaptSplits, batchCount, batches, channelStats, forEachBatch, normalizeInPlace, type ImageSet } from '../src/data/index.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -46,6 +46,14 @@ describe('adaptImages', () => {
     // a constant image stays constant after resizing
     const flat: ImageSet = { ...set, count: 1, x: new Float32Array(784).fill(0.25), y: null };
     expect(new Set(adaptImages(flat, [14, 14, 1]).x)).toEqual(new Set([0.25]));
+  });
+
+  it('adaptSplits adapts every split and keeps a missing validation missing', () => {
+    const d = { name: 't', train: randomSet(3, [4, 4, 1], 2), validation: null, test: randomSet(2, [4, 4, 1], 2) };
+    const out = adaptSplits(d, [6, 6, 3]);
+    expect([out.train.shape, out.test.shape]).toEqual([[6, 6, 3], [6, 6, 3]]);
+    expect([out.train.x.length, out.test.x.length]).toEqual([3 * 108, 2 * 108]);
+    expect(out.validation).toBeNull();
   });
 
   it('rejects impossible channel changes', () => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../core/errors.js';
-import type { ImageSet } from './types.js';
+import type { DatasetSplits, ImageSet } from './types.js';
 
 export interface AdaptOptions {
   /** Images resized per tidy() call; bounds peak tensor memory (default 256). */
@@ -40,6 +40,16 @@ export function adaptImages(set: ImageSet, target: [number, number, number], opt
     x.set(values, start * outSize);
   }
   return { ...set, x, shape: [th, tw, tc] };
+}
+
+/** adaptImages on every split of a dataset (e.g. Fashion-MNIST 28x28x1 for a 32x32x3 model). */
+export function adaptSplits(d: DatasetSplits, target: [number, number, number], opts: AdaptOptions = {}): DatasetSplits {
+  return {
+    name: d.name,
+    train: adaptImages(d.train, target, opts),
+    validation: d.validation ? adaptImages(d.validation, target, opts) : null,
+    test: adaptImages(d.test, target, opts),
+  };
 }
 
 /** Per-channel mean and standard deviation, e.g. to build a `{mean, std}` normalisation from training data. */

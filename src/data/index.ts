@@ -14,7 +14,7 @@ export { parseIdx, readMaybeGzip, findIdxPairs, type IdxArray, type IdxPair } fr
 export { decodeImage, type FolderOptions } from './folder.js';
 export { shuffledIndices, splitIndices, splitSet, subset, classCounts, type SplitOptions } from './split.js';
 export { dirichletPartition, shardPartition, iidPartition, type DirichletOptions, type ShardOptions } from './partition.js';
-export { adaptImages, channelStats, type AdaptOptions } from './adapt.js';
+export { adaptImages, adaptSplits, channelStats, type AdaptOptions } from './adapt.js';
 export { batches, forEachBatch, batchCount, type Batch, type BatchOptions } from './batches.js';
 export { summarizeDataset, type DatasetSummary, type SplitSummary } from './summary.js';
 
