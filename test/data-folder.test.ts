@@ -65,6 +65,18 @@ describe('folder:DIR', () => {
     expect(grey.test.x[0]).toBeCloseTo(Math.round(0.114 * 200) / 255, 5);
   });
 
+  it('train/ without test/ holds the test split out of train', async () => {
+    const d = dir();
+    for (let i = 0; i < 10; i++) {
+      pngFile(path.join(d, 'train', 'a', `${i}.png`), 3, 3, [10, 10, 10]);
+      pngFile(path.join(d, 'train', 'b', `${i}.png`), 3, 3, [90, 90, 90]);
+    }
+    const ds = await loadDataset(`folder:${d}`, { valFraction: 0, testFraction: 0.3 });
+    expect([ds.train.count, ds.test.count]).toEqual([14, 6]);
+    expect(classCounts(ds.test)).toEqual([3, 3]);
+    expect(ds.validation).toBeNull();
+  });
+
   it('decodeImage sniffs the format, not the extension', () => {
     const d = dir();
     const f = path.join(d, 'x', 'really-a-jpeg.png');

@@ -9,7 +9,7 @@ const IMAGE_EXT = /\.(png|jpe?g)$/i;
 const SPLIT_DIRS = { train: ['train'], validation: ['validation', 'val', 'valid'], test: ['test'] } as const;
 
 export interface FolderOptions {
-  /** Force 1 (grey) or 3 (RGB) channels; by default 1 when every image is grey, else 3. */
+  /** Force 1 (grey) or 3 (RGB) channels; by default 1 when every image is grey (R≈G≈B), else 3. */
   channels?: 1 | 3;
   /** [H, W] every image is resized to (bilinear); by default the first image's size. */
   imageSize?: [number, number];
@@ -116,8 +116,11 @@ export function loadFolder(dir: string, opts: FolderOptions = {}): FolderSource 
   return out;
 }
 
+/** Grey when R, G and B agree within 2 levels: JPEG chroma rounding leaves such noise on grey photos. */
 function isGrey(rgb: Uint8Array): boolean {
-  for (let p = 0; p < rgb.length; p += 3) if (rgb[p] !== rgb[p + 1] || rgb[p] !== rgb[p + 2]) return false;
+  for (let p = 0; p < rgb.length; p += 3) {
+    if (Math.abs(rgb[p]! - rgb[p + 1]!) > 2 || Math.abs(rgb[p]! - rgb[p + 2]!) > 2) return false;
+  }
   return true;
 }
 

@@ -70,6 +70,11 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
     return splitIndices(labels, sel.length, fractions, { seed, stratify: opts.stratify }).map((part) => part.map((k) => sel[k]!));
   };
 
+  if (source.train && !source.test && !source.validation) {
+    // A train/ folder without test/: hold the test split out of it like a single pool.
+    source.pool = source.train;
+    delete source.train;
+  }
   if (source.pool) {
     const v = opts.valFraction ?? 0.1;
     const t = opts.testFraction ?? 0.1;
