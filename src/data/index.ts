@@ -1,3 +1,8 @@
+/**
+ * data/: datasets as flat float32 NHWC typed arrays (no tensors until a batch is built).
+ * loadDataset(spec) → DatasetSplits; splits/partitions return index arrays; adaptImages fits a
+ * model's input shape; batches/forEachBatch turn a set into disposable tensors.
+ */
 import { EdgektError } from '../core/errors.js';
 import { loadFolder, type FolderOptions } from './folder.js';
 import { findIdxPairs, loadIdxPair, roleOf } from './idx.js';
