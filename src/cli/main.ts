@@ -5,6 +5,7 @@ import { registerRuntime } from './commands/runtime.js';
 import { registerBench } from './commands/bench.js';
 import { registerData } from './commands/data.js';
 import { registerProfile } from './commands/profile.js';
+import { registerLighten } from './commands/lighten.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
 const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
@@ -12,6 +13,7 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerBench,
   registerData,
   registerProfile,
+  registerLighten,
 ];
 
 export async function main(argv: string[]): Promise<number> {
