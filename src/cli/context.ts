@@ -1,5 +1,5 @@
-import type { Command } from 'commander';
-import { EdgektError, exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
+import { InvalidArgumentError, type Command } from 'commander';
+import { exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
 import { initBackend, parseBackendChoice, type BackendInfo } from '../runtime/backend.js';
 
 /** What every command shares: output streams and backend initialisation from the global option. */
@@ -54,7 +54,7 @@ export function printJson(ctx: CliContext, value: unknown): void {
 export function parseIntOption(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n)) throw new EdgektError('EDGEKT_ERR_USAGE', `--${name} expects an integer, got "${value}"`);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`--${name} expects an integer, got "${value}"`);
     return n;
   };
 }
@@ -62,7 +62,7 @@ export function parseIntOption(name: string) {
 export function parseFloatOption(name: string) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isFinite(n)) throw new EdgektError('EDGEKT_ERR_USAGE', `--${name} expects a number, got "${value}"`);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`--${name} expects a number, got "${value}"`);
     return n;
   };
 }
