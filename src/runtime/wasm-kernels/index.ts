@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel } from './conv2d-grad.js';
 import { depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel } from './depthwise-grad.js';
+import { maxPoolGradKernel } from './pool-grad.js';
 import type { Backend } from './wasm-backend.js';
 
 const BACKEND = 'wasm';
@@ -24,8 +25,9 @@ function install(kernelName: string, fn: Impl): void {
 
 /**
  * Training kernels the tfjs 4.22 wasm backend lacks (Conv2DBackpropFilter, depthwise input and
- * filter gradients) plus a replacement for its slow Conv2DBackpropInput. Gradients are expressed
- * as XNNPACK forward convolutions over flipped or transposed tensors, so they run at forward speed.
+ * filter gradients) plus replacements for its slow Conv2DBackpropInput and its wrong MaxPoolGrad.
+ * Convolution gradients are expressed as XNNPACK forward convolutions over flipped or transposed
+ * tensors, so they run at forward speed.
  * Idempotent: safe to call more than once.
  */
 export function registerWasmTrainingKernels(): void {
@@ -35,6 +37,7 @@ export function registerWasmTrainingKernels(): void {
   install('Conv2DBackpropFilter', conv2DBackpropFilterKernel);
   install('DepthwiseConv2dNativeBackpropInput', depthwiseBackpropInputKernel);
   install('DepthwiseConv2dNativeBackpropFilter', depthwiseBackpropFilterKernel);
+  install('MaxPoolGrad', maxPoolGradKernel);
 }
 
 /** Names of the kernels this module provides on the wasm backend (for runtime reports and tests). */
@@ -43,4 +46,5 @@ export const WASM_TRAINING_KERNELS = [
   'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   'DepthwiseConv2dNativeBackpropFilter',
+  'MaxPoolGrad',
 ] as const;

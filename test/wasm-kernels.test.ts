@@ -1,0 +1,147 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/runtime/backend.js';
+import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels } from '../src/runtime/wasm-kernels/index.js';
+import { createRng, normal } from '../src/core/random.js';
+
+// Gradient checks of the wasm training kernels against the cpu backend.
+// Relative error = max|wasm − cpu| / max(max|cpu|, 1e-6), required ≤ 1e-4.
+const TOL = 1e-4;
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let diff = 0;
+  let scale = 1e-6;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}
+
+function randn(n: number, seed: number): number[] {
+  const rng = createRng(seed);
+  return Array.from({ length: n }, () => normal(rng));
+}
+
+type Pad = 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]];
+type Shape4 = [number, number, number, number];
+
+interface Case {
+  x: Shape4;
+  filter: Shape4;
+  strides: [number, number];
+  pad: Pad;
+}
+
+/** dx and dfilter of sum(conv(x, f) * r) with a random r, so dy = r exactly on both backends. */
+async function grads(backend: string, c: Case, depthwise: boolean): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const op = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
+    depthwise
+      ? tf.depthwiseConv2d(a, b, c.strides, c.pad as 'same' | 'valid')
+      : tf.conv2d(a, b, c.strides, c.pad);
+  return tf.tidy(() => {
+    const x = tf.tensor4d(randn(c.x.reduce((p, q) => p * q), 1), c.x);
+    const f = tf.tensor4d(randn(c.filter.reduce((p, q) => p * q), 2), c.filter);
+    const y = op(x, f);
+    const r = tf.tensor(randn(y.size, 3), y.shape);
+    const [dx, df] = tf.grads((a, b) => op(a as tf.Tensor4D, b as tf.Tensor4D).mul(r).sum())([x, f]);
+    return [dx!.dataSync() as Float32Array, df!.dataSync() as Float32Array];
+  });
+}
+
+async function check(c: Case, depthwise: boolean): Promise<void> {
+  const [cdx, cdf] = await grads('cpu', c, depthwise);
+  const before = tf.engine().backend.numDataIds();
+  const [wdx, wdf] = await grads('wasm', c, depthwise);
+  // Backend-level leak check: kernels allocate raw TensorInfos that tf.memory() would not see.
+  expect(tf.engine().backend.numDataIds()).toBe(before);
+  expect(relErr(wdx!, cdx!)).toBeLessThanOrEqual(TOL);
+  expect(relErr(wdf!, cdf!)).toBeLessThanOrEqual(TOL);
+}
+
+const CONV_CASES: Case[] = [
+  { x: [1, 7, 9, 3], filter: [3, 3, 3, 5], strides: [1, 1], pad: 'same' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 5], strides: [2, 2], pad: 'same' },
+  { x: [2, 7, 9, 4], filter: [3, 3, 4, 6], strides: [2, 2], pad: 'valid' },
+  { x: [3, 9, 7, 4], filter: [5, 5, 4, 6], strides: [1, 1], pad: 'same' },
+  { x: [2, 8, 10, 4], filter: [5, 5, 4, 3], strides: [2, 2], pad: 'valid' },
+  { x: [2, 8, 10, 4], filter: [1, 1, 4, 6], strides: [2, 2], pad: 'same' },
+  { x: [1, 8, 8, 3], filter: [1, 1, 3, 4], strides: [1, 1], pad: 'valid' },
+  { x: [2, 9, 7, 2], filter: [3, 5, 2, 3], strides: [1, 1], pad: 'valid' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: [2, 1], pad: 'same' },
+  { x: [2, 6, 7, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: [[0, 0], [3, 0], [0, 2], [0, 0]] },
+];
+
+const DEPTHWISE_CASES: Case[] = [
+  { x: [1, 7, 9, 3], filter: [3, 3, 3, 1], strides: [1, 1], pad: 'same' },
+  { x: [2, 7, 9, 3], filter: [3, 3, 3, 2], strides: [1, 1], pad: 'same' },
+  { x: [2, 7, 9, 4], filter: [3, 3, 4, 1], strides: [2, 2], pad: 'same' },
+  { x: [3, 9, 7, 2], filter: [3, 3, 2, 3], strides: [2, 2], pad: 'valid' },
+  { x: [2, 8, 10, 3], filter: [5, 5, 3, 2], strides: [1, 1], pad: 'valid' },
+  { x: [2, 8, 10, 3], filter: [5, 5, 3, 1], strides: [2, 2], pad: 'same' },
+  { x: [1, 8, 8, 4], filter: [1, 1, 4, 2], strides: [2, 2], pad: 'valid' },
+  { x: [2, 9, 7, 3], filter: [3, 3, 3, 2], strides: [2, 1], pad: 'same' },
+];
+
+interface PoolCase {
+  x: Shape4;
+  size: number;
+  stride: number;
+  pad: 'same' | 'valid';
+}
+
+const POOL_CASES: PoolCase[] = [
+  { x: [1, 8, 8, 3], size: 2, stride: 2, pad: 'valid' },
+  { x: [2, 9, 7, 5], size: 2, stride: 2, pad: 'valid' },
+  { x: [2, 9, 7, 5], size: 2, stride: 2, pad: 'same' },
+  { x: [2, 9, 7, 3], size: 3, stride: 2, pad: 'same' },
+  { x: [3, 7, 9, 2], size: 3, stride: 1, pad: 'valid' },
+];
+
+async function poolGrad(backend: string, c: PoolCase): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  return tf.tidy(() => {
+    const x = tf.tensor4d(randn(c.x.reduce((p, q) => p * q), 4), c.x);
+    const op = (a: tf.Tensor4D): tf.Tensor4D => tf.maxPool(a, c.size, c.stride, c.pad);
+    const r = tf.tensor(randn(op(x).size, 5), op(x).shape);
+    return tf.grad((a) => op(a as tf.Tensor4D).mul(r).sum())(x).dataSync() as Float32Array;
+  });
+}
+
+const label = (c: Case): string =>
+  `x${c.x.join('x')} f${c.filter.join('x')} s${c.strides.join(',')} ${typeof c.pad === 'string' ? c.pad : 'explicit'}`;
+
+describe('wasm training kernels', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+
+  it('registers every kernel on the wasm backend, idempotently', () => {
+    registerWasmTrainingKernels();
+    for (const k of WASM_TRAINING_KERNELS) expect(tf.getKernel(k, 'wasm'), k).toBeDefined();
+  });
+
+  it.each(CONV_CASES.map((c) => [label(c), c] as const))('Conv2D grads match cpu: %s', async (_l, c) => {
+    await check(c, false);
+  });
+
+  it.each(DEPTHWISE_CASES.map((c) => [label(c), c] as const))('DepthwiseConv2D grads match cpu: %s', async (_l, c) => {
+    await check(c, true);
+  });
+
+  it.each(POOL_CASES.map((c) => [`x${c.x.join('x')} ${c.size}/${c.stride} ${c.pad}`, c] as const))(
+    'MaxPool grad matches cpu: %s', async (_l, c) => {
+      const ref = await poolGrad('cpu', c);
+      const before = tf.engine().backend.numDataIds();
+      const got = await poolGrad('wasm', c);
+      expect(tf.engine().backend.numDataIds()).toBe(before);
+      expect(relErr(got, ref)).toBeLessThanOrEqual(TOL);
+    });
+
+  it('gradient of a realistic layer (batch 8, 16x16x32 → 64, same) matches cpu', async () => {
+    await check({ x: [8, 16, 16, 32], filter: [3, 3, 32, 64], strides: [1, 1], pad: 'same' }, false);
+    await check({ x: [8, 16, 16, 32], filter: [3, 3, 32, 1], strides: [1, 1], pad: 'same' }, true);
+  });
+});
