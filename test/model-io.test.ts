@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile, truncate, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile, truncate, unlink, rename } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile, unlink, rename } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -32,7 +32,6 @@ async function variant(from: string, edit: { json?: (j: any) => unknown; weights
   const out = path.join(dir, `v${n++}`);
   const j = JSON.parse(await readFile(path.join(from, 'model.json'), 'utf8'));
   const w = await readFile(path.join(from, 'weights.bin'));
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(out);
   await writeFile(path.join(out, 'model.json'), typeof edit.json === 'function' ? JSON.stringify(edit.json(j) ?? j) : JSON.stringify(j));
   await writeFile(path.join(out, 'weights.bin'), edit.weights ? edit.weights(w) : w);
@@ -176,6 +175,70 @@ describe('Keras converter formats', () => {
     });
     const loaded = await loadModel(out);
     expect(loaded.model.outputs[0]!.shape).toEqual([null, 10]);
+    loaded.model.dispose();
+  });
+});
+
+describe('Keras 2 Sequential and quantized weights', () => {
+  it('loads a converted Keras 2 Sequential (explicit InputLayer, BN axis list, extra keys)', async () => {
+    const out = await variant(seqDir, {
+      json: (j) => {
+        const layers = j.modelTopology.config.layers;
+        const first = layers[0].config;
+        layers.unshift({ class_name: 'InputLayer', config: { batch_input_shape: first.batch_input_shape, dtype: 'float32', sparse: false, ragged: false, name: 'c1_in' } });
+        delete first.batch_input_shape;
+        for (const l of layers) if (l.class_name === 'BatchNormalization') l.config.axis = [3];
+        j.modelTopology = { keras_version: '2.12.0', backend: 'tensorflow', model_config: j.modelTopology };
+      },
+    });
+    const loaded = await loadModel(out);
+    expect(loaded.graph.input).toBe('c1_in');
+    expect(loaded.graph.outputShape).toEqual([10]);
+    loaded.model.dispose();
+  });
+
+  it('dequantizes uint8 and float16 weights (tensorflowjs_converter --quantize_*)', async () => {
+    const json = JSON.parse(await readFile(path.join(seqDir, 'model.json'), 'utf8'));
+    const f32 = new Float32Array(new Uint8Array(await readFile(path.join(seqDir, 'weights.bin'))).slice().buffer);
+    const specs = json.weightsManifest[0].weights as Array<{ name: string; shape: number[] }>;
+    // quantize every weight: uint8 for kernels, float16 for the rest
+    const parts: Buffer[] = [];
+    let at = 0;
+    const expected: number[] = [];
+    for (const s of specs) {
+      const n = s.shape.reduce((a, b) => a * b, 1);
+      const vals = f32.subarray(at, at + n);
+      at += n;
+      if (s.name.endsWith('kernel')) {
+        const min = Math.min(...vals);
+        const scale = (Math.max(...vals) - min) / 255 || 1;
+        const q = Buffer.from(Array.from(vals, (v) => Math.round((v - min) / scale)));
+        (s as Record<string, unknown>).quantization = { dtype: 'uint8', scale, min };
+        parts.push(q);
+        expected.push(...Array.from(q, (b) => b * scale + min));
+      } else {
+        // known float16 bit patterns: 1, -2, 0.5, 0, 65504 (max), 2^-24 (smallest subnormal)
+        const halves: Array<[number, number]> = [[0x3c00, 1], [0xc000, -2], [0x3800, 0.5], [0x0000, 0], [0x7bff, 65504], [0x0001, 2 ** -24]];
+        const h = Buffer.alloc(2 * n);
+        for (let i = 0; i < n; i++) {
+          const [bits, value] = halves[(i + s.name.length) % halves.length]!;
+          h.writeUInt16LE(bits, 2 * i);
+          expected.push(s.name.endsWith('moving_variance') ? Math.abs(value) : value);
+          if (s.name.endsWith('moving_variance')) h.writeUInt16LE(bits & 0x7fff, 2 * i);
+        }
+        (s as Record<string, unknown>).quantization = { dtype: 'float16' };
+        parts.push(h);
+      }
+    }
+    const out = path.join(dir, `q${n++}`);
+      await mkdir(out);
+    await writeFile(path.join(out, 'model.json'), JSON.stringify(json));
+    await writeFile(path.join(out, 'weights.bin'), Buffer.concat(parts));
+    const loaded = await loadModel(out);
+    const got = loaded.model.getWeights().flatMap((w) => Array.from(w.dataSync()));
+    expect(got.length).toBe(expected.length);
+    got.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 5));
+    expect(got).toContain(65504);
     loaded.model.dispose();
   });
 });

@@ -94,6 +94,8 @@ function fixConfig(className: string, config: LayerConfig): { className: string;
   if (c.batch_shape !== undefined && c.batch_input_shape === undefined) c.batch_input_shape = c.batch_shape;
   delete c.batch_shape;
   if (c.dtype !== undefined && typeof c.dtype !== 'string') c.dtype = 'float32';
+  // Keras writes BatchNormalization axis as a one-element list; tfjs wants a number.
+  if (className === 'BatchNormalization' && Array.isArray(c.axis) && c.axis.length === 1) c.axis = c.axis[0];
   if (className === 'ReLU6') return { className: 'ReLU', config: { ...c, max_value: 6 } };
   if (className === 'LeakyReLU' && c.alpha === undefined && typeof c.negative_slope === 'number') {
     c.alpha = c.negative_slope;

@@ -125,16 +125,27 @@ export function decodeWeightBytes(inspection: ModelInspection, groups: Uint8Arra
   let at = 0;
   for (const w of inspection.weights) {
     const src = groups[w.group]!;
-    const view = new DataView(src.buffer, src.byteOffset + w.offset, w.bytes);
     const q = w.entry.quantization;
-    const scale = q?.scale ?? 1;
-    const min = q?.min ?? 0;
+    if (!q) {
+      // Plain float32 (little-endian, as tfjs writes it): copy to an aligned buffer, then scan.
+      const vals = new Float32Array(src.slice(w.offset, w.offset + w.bytes).buffer);
+      for (let i = 0; i < vals.length; i++) {
+        if (!Number.isFinite(vals[i]!)) {
+          throw weightsError(`weight ${w.entry.name} has a non-finite value (${vals[i]}) at element ${i}`, { weight: w.entry.name, index: i });
+        }
+      }
+      out.set(vals, at);
+      at += vals.length;
+      continue;
+    }
+    const view = new DataView(src.buffer, src.byteOffset + w.offset, w.bytes);
+    const scale = q.scale ?? 1;
+    const min = q.min ?? 0;
     for (let i = 0; i < w.elements; i++) {
       const v =
-        q?.dtype === 'uint8' ? view.getUint8(i) * scale + min
-        : q?.dtype === 'uint16' ? view.getUint16(i * 2, true) * scale + min
-        : q?.dtype === 'float16' ? halfToFloat(view.getUint16(i * 2, true))
-        : view.getFloat32(i * 4, true);
+        q.dtype === 'uint8' ? view.getUint8(i) * scale + min
+        : q.dtype === 'uint16' ? view.getUint16(i * 2, true) * scale + min
+        : halfToFloat(view.getUint16(i * 2, true));
       if (!Number.isFinite(v)) {
         throw weightsError(`weight ${w.entry.name} has a non-finite value (${v}) at element ${i}`, { weight: w.entry.name, index: i });
       }

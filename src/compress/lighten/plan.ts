@@ -71,9 +71,10 @@ function stridesOf(n: GraphNode): [number, number] {
 }
 
 /**
- * Derives the student topology from the teacher graph (pure: no tensors). See LightenOptions and
- * the README for the rules: k×k conv → depthwise k×k + BN + activation + pointwise 1×1; head →
- * global average pooling + one Dense; residual Adds kept with consistent channel counts.
+ * Derives the student topology from the teacher graph (pure: no tensors), so its cost is known
+ * before allocation. Rules (see LightenOptions): k×k conv → depthwise k×k + BN + activation +
+ * pointwise 1×1; head → global average pooling + one Dense; residual Adds kept with consistent
+ * channel counts.
  */
 export function planStudent(teacher: LayerGraph, options: LightenOptions = {}): StudentPlan {
   const width = options.widthMultiplier ?? 0.5;
