@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 export interface ReferenceTeacherOptions {
-  /** Seeds every initializer (layer i gets seed + i). Default 0. */
+  /** Seeds every initializer (see initSeed). Default 0. */
   seed?: number;
   /** [height, width, channels]. Default [28, 28, 1] (Fashion-MNIST). */
   inputShape?: [number, number, number];
@@ -14,6 +14,11 @@ export interface ReferenceTeacherOptions {
   denseUnits?: number;
   /** Dropout rate before the last Dense. Default 0.3. */
   dropout?: number;
+}
+
+/** Per-layer initializer seed, never 0: tfjs treats a 0 seed as "no seed" and draws at random. */
+function initSeed(seed: number, layer: number): number {
+  return (seed * 1009 + layer) % 2147483647 || 1;
 }
 
 export const REFERENCE_TEACHER_DEFAULTS = {
@@ -37,8 +42,8 @@ export const REFERENCE_TEACHER_DEFAULTS = {
 export function buildReferenceTeacher(opts: ReferenceTeacherOptions = {}): tf.LayersModel {
   const o = { ...REFERENCE_TEACHER_DEFAULTS, ...opts };
   let next = 0;
-  const init = (): ReturnType<typeof tf.initializers.heNormal> => tf.initializers.heNormal({ seed: o.seed + next++ });
-  const glorot = (): ReturnType<typeof tf.initializers.glorotUniform> => tf.initializers.glorotUniform({ seed: o.seed + next++ });
+  const init = (): ReturnType<typeof tf.initializers.heNormal> => tf.initializers.heNormal({ seed: initSeed(o.seed, ++next) });
+  const glorot = (): ReturnType<typeof tf.initializers.glorotUniform> => tf.initializers.glorotUniform({ seed: initSeed(o.seed, ++next) });
   const model = tf.sequential({ name: 'reference_teacher' });
   o.widths.forEach((filters, s) => {
     for (let k = 1; k <= o.convsPerStage; k++) {
@@ -85,7 +90,7 @@ export function buildReferenceStudent(opts: ReferenceStudentOptions = {}): tf.La
   const widths = opts.widths ?? REFERENCE_TEACHER_DEFAULTS.widths;
   const perStage = opts.convsPerStage ?? REFERENCE_TEACHER_DEFAULTS.convsPerStage;
   let next = 0;
-  const init = (): ReturnType<typeof tf.initializers.heNormal> => tf.initializers.heNormal({ seed: seed + next++ });
+  const init = (): ReturnType<typeof tf.initializers.heNormal> => tf.initializers.heNormal({ seed: initSeed(seed, ++next) });
   const model = tf.sequential({ name: 'reference_student' });
   widths.forEach((filters, s) => {
     for (let k = 1; k <= perStage; k++) {
@@ -107,6 +112,6 @@ export function buildReferenceStudent(opts: ReferenceStudentOptions = {}): tf.La
     if (s < widths.length - 1) model.add(tf.layers.maxPooling2d({ name: `s${s + 1}_pool`, poolSize: 2, strides: 2 }));
   });
   model.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
-  model.add(tf.layers.dense({ name: 'logits', units: opts.classes ?? REFERENCE_TEACHER_DEFAULTS.classes, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + next++ }) }));
+  model.add(tf.layers.dense({ name: 'logits', units: opts.classes ?? REFERENCE_TEACHER_DEFAULTS.classes, kernelInitializer: tf.initializers.glorotUniform({ seed: initSeed(seed, ++next) }) }));
   return model;
 }

@@ -111,7 +111,7 @@ export function createDistillTrainer(
     // Teacher forward: frozen (inference mode), outside the gradient tape.
     const teacherOut = t
       ? tf.tidy(() => {
-          const outs = t.model.apply(x, { training: false }) as tf.Tensor[];
+          const outs = asArray(t.model.apply(x, { training: false }));
           const clean = toLogits(outs[outs.length - 1]!, t.fromProbabilities);
           const logits = noisyTeacherLogits(clean, { sigma: o.noiseSigma, fraction: o.noiseFraction, rng: noiseRng });
           return [...outs.slice(0, -1), logits];
@@ -122,7 +122,7 @@ export function createDistillTrainer(
     const optimizer = (optimizers[phase] ??= tf.train.adam(o.learningRate));
     const total = optimizer.minimize(
       () => {
-        const outs = s.model.apply(x, { training: true }) as tf.Tensor[];
+        const outs = asArray(s.model.apply(x, { training: true }));
         const sLogits = toLogits(outs[outs.length - 1]!, s.fromProbabilities);
         const hints = usesHints && teacherOut
           ? pairs.map((_, i) => hintLoss(adapters[i]!.apply(outs[i] as tf.Tensor4D), teacherOut[i] as tf.Tensor4D))
@@ -162,4 +162,8 @@ export function createDistillTrainer(
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+function asArray(out: tf.Tensor | tf.Tensor[] | tf.SymbolicTensor | tf.SymbolicTensor[]): tf.Tensor[] {
+  return (Array.isArray(out) ? out : [out]) as tf.Tensor[];
 }
