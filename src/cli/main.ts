@@ -6,6 +6,8 @@ import { registerBench } from './commands/bench.js';
 import { registerData } from './commands/data.js';
 import { registerProfile } from './commands/profile.js';
 import { registerLighten } from './commands/lighten.js';
+import { registerTeacher } from './commands/teacher.js';
+import { registerDistill } from './commands/distill.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
 const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
@@ -14,6 +16,8 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerData,
   registerProfile,
   registerLighten,
+  registerTeacher,
+  registerDistill,
 ];
 
 export async function main(argv: string[]): Promise<number> {
