@@ -5,6 +5,7 @@ import { registerRuntime } from './commands/runtime.js';
 import { registerBench } from './commands/bench.js';
 import { registerData } from './commands/data.js';
 import { registerProfile } from './commands/profile.js';
+import { registerCompress } from './commands/compress.js';
 import { registerLighten } from './commands/lighten.js';
 import { registerTeacher } from './commands/teacher.js';
 import { registerDistill } from './commands/distill.js';
@@ -15,6 +16,7 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerBench,
   registerData,
   registerProfile,
+  registerCompress,
   registerLighten,
   registerTeacher,
   registerDistill,

@@ -86,7 +86,7 @@ export interface PruneLoopOptions {
   /** NetAdapt-style: rank groups by importance lost per millisecond saved (measured here). */
   latencyAware?: boolean;
   /** Called after each record with the model it describes (checkpoints, progress); may throw to abort. */
-  onIteration?: (record: IterationRecord, model: tf.LayersModel) => Promise<void> | void;
+  onIteration?: (record: IterationRecord, model: tf.LayersModel, history: readonly IterationRecord[]) => Promise<void> | void;
   /** Resume: the history so far, the model of its last record and the closest model so far. */
   resume?: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null };
   clock?: () => number;
@@ -153,51 +153,57 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       closest = m;
       release(old);
     }
-    await o.onIteration?.(full, m);
+    await o.onIteration?.(full, m, history);
     return full;
   };
 
   let last: IterationRecord;
-  if (history.length === 0) {
-    const t0 = clock();
-    last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
-  } else last = history[history.length - 1]!;
-
   let stopReason = 'resource budgets hold';
-  while (last.kind !== 'final' && !last.check.resourcesMet) {
-    if (last.iteration >= maxIterations) {
-      stopReason = `stopped after ${maxIterations} iterations`;
-      break;
+  try {
+    if (history.length === 0) {
+      const t0 = clock();
+      last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
+    } else last = history[history.length - 1]!;
+
+    while (last.kind !== 'final' && !last.check.resourcesMet) {
+      if (last.iteration >= maxIterations) {
+        stopReason = `stopped after ${maxIterations} iterations`;
+        break;
+      }
+      const t0 = clock();
+      const costPerChannel = o.latencyAware ? await latencyCosts(current, o.probe, o) : undefined;
+      const step = await pruneStep(current, {
+        fraction: o.stepFraction ?? 0.1,
+        importance: o.importance,
+        minChannels: o.minChannels,
+        roundTo: o.roundTo,
+        skipLayers: o.skipLayers,
+        costPerChannel,
+      });
+      if (step.removedChannels === 0) {
+        step.model.dispose();
+        stopReason = 'nothing left to prune within the limits';
+        break;
+      }
+      owned.add(step.model);
+      const iteration = last.iteration + 1;
+      await o.fineTune(step.model, { iteration, kind: 'brief' });
+      const prev = current;
+      current = step.model;
+      last = await record({ iteration, kind: 'prune', plan: step.plan, removedChannels: step.removedChannels, figures: await figuresOf(current) }, t0, current);
+      release(prev);
     }
-    const t0 = clock();
-    const costPerChannel = o.latencyAware ? await latencyCosts(current, o.probe, o) : undefined;
-    const step = await pruneStep(current, {
-      fraction: o.stepFraction ?? 0.1,
-      importance: o.importance,
-      minChannels: o.minChannels,
-      roundTo: o.roundTo,
-      skipLayers: o.skipLayers,
-      costPerChannel,
-    });
-    if (step.removedChannels === 0) {
-      step.model.dispose();
-      stopReason = 'nothing left to prune within the limits';
-      break;
+    if (last.kind !== 'final' && last.check.resourcesMet) {
+      const t0 = clock();
+      await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
+      last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
     }
-    owned.add(step.model);
-    const iteration = last.iteration + 1;
-    await o.fineTune(step.model, { iteration, kind: 'brief' });
-    const prev = current;
-    current = step.model;
-    last = await record({ iteration, kind: 'prune', plan: step.plan, removedChannels: step.removedChannels, figures: await figuresOf(current) }, t0, current);
-    release(prev);
+  } catch (e) {
+    // An abort (or failure) mid-loop: free every model the loop made; checkpoints hold the progress.
+    for (const m of owned) if (m !== start) m.dispose();
+    throw e;
   }
-  if (last.kind !== 'final' && last.check.resourcesMet) {
-    const t0 = clock();
-    await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
-    last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
-    stopReason = last.check.met ? 'every budget holds' : 'resource budgets hold but accuracy does not';
-  }
+  if (last.kind === 'final') stopReason = last.check.met ? 'every budget holds' : 'resource budgets hold but accuracy does not';
   const met = last.check.met;
   const chosenModel = met ? current : closest ?? current;
   const chosen = met ? history.length - 1 : closestIndex;

@@ -1,0 +1,245 @@
+import type * as tf from '@tensorflow/tfjs';
+import { resolveBudgets, type DeviceProfile, type ReferenceFigures, type ResolvedBudgets } from '../config/device-profile.js';
+import { EdgektError } from '../core/errors.js';
+import { adaptImages } from '../data/index.js';
+import type { DatasetSplits, ImageSet } from '../data/types.js';
+import { runPruneLoop, type CostProbe, type Figures, type FineTuner, type IterationRecord } from './budget.js';
+import type { ImportanceKind } from './prune/index.js';
+import { buildReport, type CompressReport, type StageSummary } from './report/index.js';
+
+/**
+ * Where stage results live between runs. The CLI writes directories, the agent its job store;
+ * the pipeline only asks for stage names. `load` returns null for a stage that never completed.
+ */
+export interface CheckpointStore {
+  load(stage: string): Promise<{ model: tf.LayersModel | null; meta: unknown } | null>;
+  save(stage: string, model: tf.LayersModel | null, meta: unknown): Promise<void>;
+}
+
+export interface StageProgress {
+  stage: string;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+/** The training stages, injected so tests (and devices) can swap them. */
+export interface PipelineStages {
+  lighten(teacher: tf.LayersModel): Promise<tf.LayersModel>;
+  distill(teacher: tf.LayersModel, student: tf.LayersModel, train: ImageSet, onProgress: (p: StageProgress) => void): Promise<void>;
+  /** Fine-tuner for the pruning loop (multi-level KD by default). */
+  fineTuner(teacher: tf.LayersModel, train: ImageSet): FineTuner;
+  /** Top-1 accuracy, or null for unlabeled data. */
+  evaluate(model: tf.LayersModel, set: ImageSet): number | null;
+  /** MACs per sample, for the report. */
+  macs?(model: tf.LayersModel): number;
+}
+
+export interface PruneSettings {
+  stepFraction?: number;
+  maxIterations?: number;
+  importance?: ImportanceKind;
+  minChannels?: number;
+  roundTo?: number;
+  skipLayers?: string[];
+  latencyAware?: boolean;
+}
+
+export type PipelineEvent =
+  | { type: 'stage-start'; stage: string }
+  | { type: 'stage-done'; stage: string; resumed: boolean }
+  | { type: 'progress'; progress: StageProgress }
+  | { type: 'iteration'; record: IterationRecord };
+
+export interface CompressOptions {
+  teacher: tf.LayersModel;
+  data: DatasetSplits;
+  profile: DeviceProfile;
+  probe: CostProbe;
+  store: CheckpointStore;
+  stages: PipelineStages;
+  backend: string;
+  resume?: boolean;
+  prune?: PruneSettings;
+  /** Samples of the evaluation split used inside the loop (all by default). */
+  evalLimit?: number;
+  onEvent?: (e: PipelineEvent) => void;
+  /** Called after each checkpoint; throwing here simulates a killed run (tests). */
+  afterCheckpoint?: (stage: string) => Promise<void> | void;
+  clock?: () => number;
+}
+
+export interface CompressResult {
+  /** The student written by the caller (met: the final model; otherwise the closest). */
+  student: tf.LayersModel;
+  report: CompressReport;
+}
+
+interface TeacherMeta {
+  figures: Figures & { macs?: number };
+  budgets: ResolvedBudgets;
+}
+
+interface StageMeta {
+  seconds: number;
+  params: number;
+}
+
+interface PruneMeta {
+  record: IterationRecord;
+  history: IterationRecord[];
+}
+
+const pruneStage = (i: number): string => `prune-${String(i).padStart(3, '0')}`;
+
+function firstN(set: ImageSet, n: number | undefined): ImageSet {
+  if (n === undefined || n >= set.count) return set;
+  const per = set.shape[0] * set.shape[1] * set.shape[2];
+  return { ...set, count: n, x: set.x.subarray(0, n * per), y: set.y ? set.y.subarray(0, n) : null };
+}
+
+/**
+ * lighten → distill → prune until the device budgets hold, each stage checkpointed in the store so
+ * a killed run resumes where it stopped. Throws EDGEKT_ERR_BUDGET_UNREACHABLE (after the closest
+ * model and its report are checkpointed as 'done') when no model meets every budget.
+ */
+export async function runCompress(o: CompressOptions): Promise<CompressResult> {
+  const clock = o.clock ?? (() => performance.now());
+  const emit = o.onEvent ?? (() => {});
+  const shape = o.teacher.inputs[0]!.shape.slice(1) as [number, number, number];
+  const train = adaptImages(o.data.train, shape);
+  const evalSet = firstN(adaptImages(o.data.validation ?? o.data.test, shape), o.evalLimit);
+  const test = adaptImages(o.data.test, shape);
+  const stages: StageSummary[] = [];
+  const owned: tf.LayersModel[] = [];
+  const checkpoint = async (stage: string, model: tf.LayersModel | null, meta: unknown): Promise<void> => {
+    await o.store.save(stage, model, meta);
+    await o.afterCheckpoint?.(stage);
+  };
+  const cached = async (stage: string): Promise<{ model: tf.LayersModel | null; meta: unknown } | null> => (o.resume ? o.store.load(stage) : null);
+
+  try {
+    // 1. Teacher figures on this device: relative budgets resolve against them.
+    emit({ type: 'stage-start', stage: 'teacher' });
+    let t = (await cached('teacher'))?.meta as TeacherMeta | undefined;
+    const resumedTeacher = t !== undefined;
+    if (!t) {
+      const cost = await o.probe.measure(o.teacher);
+      const figures = { ...cost, accuracy: o.stages.evaluate(o.teacher, evalSet), ...(o.stages.macs ? { macs: o.stages.macs(o.teacher) } : {}) };
+      const ref: ReferenceFigures = { latencyP95Ms: cost.latencyP95Ms, peakMemoryMB: cost.peakMemoryMB, modelSizeKB: cost.modelSizeKB, ...(figures.accuracy !== null ? { accuracy: figures.accuracy } : {}) };
+      t = { figures, budgets: resolveBudgets(o.profile.budgets, ref) };
+      await checkpoint('teacher', null, t);
+    }
+    emit({ type: 'stage-done', stage: 'teacher', resumed: resumedTeacher });
+
+    // 2-3. Lighten, then distill; each resumes from its checkpoint.
+    let student: tf.LayersModel | null = null;
+    for (const stage of ['lighten', 'distill'] as const) {
+      emit({ type: 'stage-start', stage });
+      const hit = await cached(stage);
+      if (hit?.model) {
+        if (student) student.dispose();
+        student = hit.model;
+        owned.push(student);
+        stages.push({ name: stage, ...(hit.meta as StageMeta) });
+        emit({ type: 'stage-done', stage, resumed: true });
+        continue;
+      }
+      const t0 = clock();
+      if (stage === 'lighten') {
+        student = await o.stages.lighten(o.teacher);
+        owned.push(student);
+      } else {
+        await o.stages.distill(o.teacher, student!, train, (progress) => emit({ type: 'progress', progress }));
+      }
+      const meta: StageMeta = { seconds: (clock() - t0) / 1000, params: student!.countParams() };
+      stages.push({ name: stage, ...meta });
+      await checkpoint(stage, student, meta);
+      emit({ type: 'stage-done', stage, resumed: false });
+    }
+
+    // 4. Prune until the budgets hold.
+    emit({ type: 'stage-start', stage: 'prune' });
+    let resume: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null } | undefined;
+    if (o.resume) {
+      let last: { model: tf.LayersModel; meta: PruneMeta } | null = null;
+      for (let i = 0; ; i++) {
+        const hit = await o.store.load(pruneStage(i));
+        if (!hit?.model) break;
+        last?.model.dispose();
+        last = { model: hit.model, meta: hit.meta as PruneMeta };
+      }
+      if (last) {
+        const h = last.meta.history;
+        const ci = h.reduce((b, r, i) => (r.check.distance < h[b]!.check.distance ? i : b), 0);
+        const closest = ci === h.length - 1 ? last.model : ((await o.store.load(pruneStage(h[ci]!.iteration)))?.model ?? null);
+        resume = { history: h, model: last.model, closest };
+      }
+    }
+    const p = o.prune ?? {};
+    const t0 = clock();
+    const loop = await runPruneLoop(student!, {
+      budgets: t.budgets,
+      probe: o.probe,
+      fineTune: o.stages.fineTuner(o.teacher, train),
+      evaluate: (m) => o.stages.evaluate(m, evalSet),
+      stepFraction: p.stepFraction,
+      maxIterations: p.maxIterations,
+      importance: p.importance,
+      minChannels: p.minChannels,
+      roundTo: p.roundTo,
+      skipLayers: p.skipLayers,
+      latencyAware: p.latencyAware,
+      resume,
+      clock,
+      onIteration: async (record, model, history) => {
+        emit({ type: 'iteration', record });
+        await checkpoint(pruneStage(record.iteration), model, { record, history: [...history] } satisfies PruneMeta);
+      },
+    });
+    owned.push(loop.model);
+    stages.push({ name: 'prune', seconds: (clock() - t0) / 1000, params: loop.model.countParams() });
+    emit({ type: 'stage-done', stage: 'prune', resumed: false });
+
+    // 5. Final figures on the held-out test split, the report, and the verdict.
+    const sf = loop.history[loop.chosen]!.figures;
+    const student2 = { ...sf, accuracy: o.stages.evaluate(loop.model, test), ...(o.stages.macs ? { macs: o.stages.macs(loop.model) } : {}) };
+    const teacherFigures = { ...t.figures, accuracy: o.stages.evaluate(o.teacher, test) };
+    const report = buildReport({
+      profile: o.profile.name,
+      backend: o.backend,
+      met: loop.met,
+      stopReason: loop.stopReason,
+      budgetsSpec: o.profile.budgets,
+      budgets: t.budgets,
+      teacher: teacherFigures,
+      student: student2,
+      stages,
+      chosen: loop.chosen,
+      history: loop.history,
+    });
+    const result = { student: loop.model, report };
+    for (let i = owned.length - 1; i >= 0; i--) if (owned[i] === loop.model) owned.splice(i, 1);
+    return result;
+  } finally {
+    for (const m of new Set(owned)) safeDispose(m);
+  }
+}
+
+function safeDispose(m: tf.LayersModel): void {
+  try {
+    m.dispose();
+  } catch {
+    // already disposed by the loop (an intermediate student)
+  }
+}
+
+/** The error the CLI and the agent raise after saving the closest model. */
+export function budgetUnreachable(report: CompressReport, dir?: string): EdgektError {
+  const v = report.history[report.chosen]?.check.violations ?? [];
+  return new EdgektError(
+    'EDGEKT_ERR_BUDGET_UNREACHABLE',
+    `no model met every budget (${report.stopReason}); closest model misses ${v.map((x) => `${x.budget} ${x.value.toFixed(3)} > ${x.limit.toFixed(3)}`).join(', ')}`,
+    { closest: dir ?? null, violations: v },
+  );
+}

@@ -1,0 +1,67 @@
+import type * as tf from '@tensorflow/tfjs';
+import { shuffledIndices, subset } from '../../data/index.js';
+import type { ImageSet } from '../../data/types.js';
+import { graphFromModel } from '../../model/index.js';
+import type { FineTuner } from '../budget.js';
+import { distill, evaluateAccuracy, type DistillOptions } from '../distill/index.js';
+import { lighten, type LightenOptions } from '../lighten/index.js';
+import type { PipelineStages, StageProgress } from '../pipeline.js';
+
+export interface DefaultStageOptions {
+  lighten?: LightenOptions;
+  /** Epochs of the distillation stage. Default 3. */
+  distillEpochs?: number;
+  batchSize?: number;
+  /** Training samples of each brief fine-tune after a pruning step. Default 2048. */
+  briefSamples?: number;
+  /** Epochs over all training data once the budgets hold. Default 2. */
+  finalEpochs?: number;
+  /** Hint levels in fine-tuning ('auto': multi-level; 'none': logits KD only). Default 'auto'. */
+  hints?: 'auto' | 'none';
+  /** Extra distillation options (temperature, weights, noise...). */
+  distill?: Omit<DistillOptions, 'epochs' | 'batchSize' | 'onProgress' | 'seed' | 'hints'>;
+  seed?: number;
+  onProgress?: (p: StageProgress) => void;
+}
+
+/**
+ * The production stages: lighten (depthwise-separable student), multi-level distillation, and KD
+ * fine-tuning in the pruning loop through the same distillation step.
+ */
+export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
+  const seed = o.seed ?? 0;
+  const batchSize = o.batchSize ?? 64;
+  const hints = o.hints ?? 'auto';
+  return {
+    lighten: async (teacher) => (await lighten(teacher, { seed, ...o.lighten })).student,
+    distill: async (teacher, student, train, onProgress) => {
+      await distill(teacher, student, train, {
+        ...o.distill,
+        epochs: o.distillEpochs ?? 3,
+        batchSize,
+        seed,
+        hints,
+        onProgress: (p) => onProgress({ stage: 'distill', done: p.globalStep, total: p.totalSteps, detail: `${p.phase} loss ${p.loss.total.toFixed(4)}` }),
+      });
+    },
+    fineTuner: (teacher: tf.LayersModel, train: ImageSet): FineTuner => async (student, req) => {
+      const brief = req.kind === 'brief';
+      const n = Math.min(train.count, o.briefSamples ?? 2048);
+      const data = brief ? subset(train, shuffledIndices(train.count, seed * 31 + req.iteration).subarray(0, n)) : train;
+      const stage = brief ? `fine-tune ${req.iteration}` : 'final fine-tune';
+      await distill(teacher, student, data, {
+        ...o.distill,
+        schedule: 'joint',
+        hints,
+        epochs: brief ? 1 : o.finalEpochs ?? 2,
+        batchSize,
+        seed: seed + req.iteration,
+        onProgress: o.onProgress
+          ? (p) => o.onProgress!({ stage, done: p.globalStep, total: p.totalSteps, detail: `loss ${p.loss.total.toFixed(4)}` })
+          : undefined,
+      });
+    },
+    evaluate: (model, set) => (set.y ? evaluateAccuracy(model, set) : null),
+    macs: (model) => graphFromModel(model).totalMacs,
+  };
+}
