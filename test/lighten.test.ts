@@ -159,3 +159,34 @@ describe('lighten', () => {
     m.dispose();
   });
 });
+
+describe('lighten on other supported layers', () => {
+  it('handles separable, depthwise (multiplier 2), LeakyReLU, average pooling and a global max pooling head', async () => {
+    const x = tf.input({ shape: [16, 16, 3], name: 'in' });
+    let h = tf.layers.conv2d({ name: 'c1', filters: 16, kernelSize: 3, padding: 'same' }).apply(x) as tf.SymbolicTensor;
+    h = tf.layers.leakyReLU({ name: 'lr', alpha: 0.1 }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.separableConv2d({ name: 'sep', filters: 32, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu6' }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3, depthMultiplier: 2, padding: 'same' }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.conv2d({ name: 'c2', filters: 64, kernelSize: 5, padding: 'valid', activation: 'relu' }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.averagePooling2d({ name: 'ap', poolSize: 2 }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.globalMaxPooling2d({ name: 'gmp' }).apply(h) as tf.SymbolicTensor;
+    const o = tf.layers.dense({ name: 'out', units: 5 }).apply(h) as tf.SymbolicTensor;
+    const teacher = tf.model({ inputs: x, outputs: o });
+    const r = await lighten(teacher, { widthMultiplier: 0.5 });
+    const g = r.studentGraph;
+    expect(getNode(g, 'sep').outputShape).toEqual([8, 8, 16]);
+    expect(getNode(g, 'dw').outputShape).toEqual([8, 8, 32]); // depth multiplier 2 over 16 student channels
+    expect(getNode(g, 'c2_dw').outputShape).toEqual([4, 4, 32]); // 5×5 valid kept on the depthwise
+    expect(getNode(g, 'c2_pw').outputShape).toEqual([4, 4, 32]);
+    expect(r.softmaxLayer).toBeNull();
+    expect(r.student.outputs[0]!.shape).toEqual([null, 5]);
+    expect(r.summary.student.params).toBeLessThan(r.summary.teacher.params);
+    expect(r.summary.student.macs).toBeLessThan(r.summary.teacher.macs);
+    tf.tidy(() => {
+      const y = r.student.predict(tf.randomUniform([2, 16, 16, 3], 0, 1, 'float32', 4)) as tf.Tensor;
+      expect(Array.from(y.dataSync()).every(Number.isFinite)).toBe(true);
+    });
+    r.student.dispose();
+    teacher.dispose();
+  });
+});

@@ -92,3 +92,38 @@ describe('model save/load', () => {
     expect(tf.memory().numTensors).toBe(n0);
   });
 });
+
+describe('models saved by tfjs with includeOptimizer', () => {
+  it('skips the optimizer weights (group "optimizer") and loads the model', async () => {
+    const model = vggTeacher({ size: 8 });
+    model.compile({ optimizer: tf.train.adam(1e-3), loss: 'categoricalCrossentropy' });
+    const x = tf.randomUniform([4, 8, 8, 1], 0, 1, 'float32', 1);
+    const y = tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 10);
+    await model.fit(x, y, { epochs: 1, verbose: 0 });
+    const out = path.join(dir, 'with-optimizer');
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    await mkdir(out, { recursive: true });
+    let optimizerSpecs = 0;
+    await model.save(
+      tf.io.withSaveHandler(async (a) => {
+        const data = a.weightData!;
+        const buf = Array.isArray(data) ? tf.io.CompositeArrayBuffer.join(data) : data;
+        optimizerSpecs = a.weightSpecs!.filter((s) => s.group === 'optimizer').length;
+        await writeFile(path.join(out, 'weights.bin'), new Uint8Array(buf));
+        await writeFile(path.join(out, 'model.json'), JSON.stringify({ modelTopology: a.modelTopology, format: a.format, generatedBy: a.generatedBy, convertedBy: null, weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] }));
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      }),
+      { includeOptimizer: true },
+    );
+    expect(optimizerSpecs).toBeGreaterThan(0);
+    const loaded = await loadModel(out);
+    tf.tidy(() => {
+      const a = (model.predict(x) as tf.Tensor).dataSync();
+      const b = (loaded.model.predict(x) as tf.Tensor).dataSync();
+      expect(Array.from(b)).toEqual(Array.from(a));
+    });
+    loaded.model.dispose();
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+});

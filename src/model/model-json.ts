@@ -7,6 +7,8 @@ export const weightEntrySchema = z.looseObject({
   name: z.string().min(1),
   shape: z.array(z.number().int().nonnegative()),
   dtype: z.string().default('float32'),
+  /** tfjs marks optimizer state saved with includeOptimizer as group 'optimizer'. */
+  group: z.string().optional(),
   quantization: z
     .looseObject({
       dtype: z.enum(['uint8', 'uint16', 'float16']),

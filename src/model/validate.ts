@@ -79,6 +79,10 @@ export function inspectModelJson(value: unknown, limits: Partial<ModelLimits> = 
     for (const raw of g.weights) {
       const entry = { ...raw, name: raw.name.replace(/:0$/, '') };
       const q = entry.quantization?.dtype;
+      if (entry.group === 'optimizer' && !q && (entry.dtype === 'float32' || entry.dtype === 'int32')) {
+        offset += entry.shape.reduce((a, b) => a * b, 1) * 4; // saved with includeOptimizer: skipped, not needed
+        continue;
+      }
       if (entry.dtype !== 'float32') throw new EdgektError('EDGEKT_ERR_MODEL_UNSUPPORTED', `weight ${entry.name} has dtype ${entry.dtype} (only float32)`);
       if (q && (entry.quantization?.scale === undefined || entry.quantization.min === undefined) && q !== 'float16') {
         throw new EdgektError('EDGEKT_ERR_MODEL_FORMAT', `weight ${entry.name}: ${q} quantization without scale/min`);

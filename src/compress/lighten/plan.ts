@@ -88,7 +88,7 @@ export function planStudent(teacher: LayerGraph, options: LightenOptions = {}): 
   }
   const classes = teacher.outputShape[0]!;
   const rng = createRng(options.seed ?? 0);
-  const init = () => ({ class_name: 'VarianceScaling', config: { scale: 1, mode: 'fan_avg', distribution: 'uniform', seed: Math.floor(rng() * 2 ** 31) } });
+  const init = () => ({ class_name: 'VarianceScaling', config: { scale: 1, mode: 'fan_avg', distribution: 'uniform', seed: Math.floor(rng() * 2 ** 31) || 1 } }); // tfjs treats seed 0 as unseeded
 
   const feature = lastFeature(teacher);
   const body = ancestors(teacher, feature.name);
