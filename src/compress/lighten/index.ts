@@ -81,7 +81,7 @@ export function planGraph(plan: StudentPlan): LayerGraph {
  * the distiller needs for hint adapters and the teacher/student costs.
  */
 export async function lighten(teacher: tf.LayersModel | LayerGraph, options: LightenOptions = {}): Promise<LightenResult> {
-  const teacherGraph = 'nodes' in teacher ? teacher : graphFromModel(teacher);
+  const teacherGraph = teacher instanceof tf.LayersModel ? graphFromModel(teacher) : teacher;
   const plan = planStudent(teacherGraph, options);
   const planned = planGraph(plan);
   if (planned.outputShape.join() !== teacherGraph.outputShape.join()) {
