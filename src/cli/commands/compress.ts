@@ -23,6 +23,8 @@ export interface CompressCliOptions {
   json?: boolean;
   limit?: number;
   evalLimit?: number;
+  /** Share of training data held out for the loop's accuracy checks (else the test split is used). */
+  valFraction?: number;
   seed: number;
   width: number;
   distillEpochs: number;
@@ -84,7 +86,7 @@ export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions,
   const info = await ctx.backend();
   const teacher = (await loadModel(o.teacher)).model;
   try {
-    const data = await loadDataset(o.data, { seed: o.seed, ...(o.limit ? { limit: o.limit } : {}) });
+    const data = await loadDataset(o.data, { seed: o.seed, ...(o.limit ? { limit: o.limit } : {}), ...(o.valFraction ? { valFraction: o.valFraction } : {}) });
     const root = path.join(o.out, 'checkpoints');
     const store = createDirCheckpointStore(root);
     const { teacher: _t, out: _o, resume: _r, json: _j, ...settings } = o;
@@ -143,6 +145,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--json', 'print the report as JSON')
     .option('--limit <n>', 'use at most N samples per source split', parseIntOption('limit'))
     .option('--eval-limit <n>', 'evaluation samples inside the pruning loop', parseIntOption('eval-limit'))
+    .option('--val-fraction <f>', 'hold out this share of training data for accuracy checks in the loop', parseFloatOption('val-fraction'))
     .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), 0)
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)

@@ -1,0 +1,127 @@
+import * as tf from '@tensorflow/tfjs';
+import { systemClock, type Clock } from '../core/clock.js';
+import { EdgektError } from '../core/errors.js';
+import type { ImageSet } from '../data/types.js';
+import { graphFromModel } from '../model/index.js';
+import { percentile } from './latency.js';
+
+/** The issue's targets for the paper table. */
+export const PAPER_TARGETS = { paramsRatio: 50, latencyRatio: 3.2, maxAccuracyDropPoints: 1.0 } as const;
+
+export interface PaperSide {
+  params: number;
+  macs: number;
+  latencyP50Ms: number;
+  latencyP95Ms: number;
+  accuracy: number;
+}
+
+export interface PaperTable {
+  backend: string;
+  runs: number;
+  testSamples: number;
+  teacher: PaperSide;
+  student: PaperSide;
+  paramsRatio: number;
+  macsRatio: number;
+  /** teacher p50 / student p50, batch 1, measured interleaved in the same process. */
+  latencyRatio: number;
+  teacherAccuracy: number;
+  studentAccuracy: number;
+  accuracyDropPoints: number;
+  targets: typeof PAPER_TARGETS;
+  meetsTargets: boolean;
+}
+
+/** Top-1 accuracy in batches (works for logits or softmax outputs). */
+export function accuracyOf(model: tf.LayersModel, set: ImageSet, batchSize = 256): number {
+  if (!set.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'accuracy needs labeled data');
+  const [h, w, c] = set.shape;
+  const per = h * w * c;
+  let correct = 0;
+  for (let s = 0; s < set.count; s += batchSize) {
+    const n = Math.min(batchSize, set.count - s);
+    const pred = tf.tidy(() => {
+      const x = tf.tensor4d(set.x.subarray(s * per, (s + n) * per), [n, h, w, c]);
+      return tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
+    });
+    for (let k = 0; k < n; k++) if (pred[k] === set.y[s + k]) correct++;
+  }
+  return correct / set.count;
+}
+
+/**
+ * Batch-1 latency of two models measured in alternating rounds, so background load on a shared
+ * machine hits both alike (a ratio measured minutes apart would mostly measure the neighbours).
+ */
+export function interleavedLatency(a: tf.LayersModel, b: tf.LayersModel, runs: number, clock: Clock = systemClock): [number[], number[]] {
+  const shape = [1, ...(a.inputs[0]!.shape.slice(1) as number[])];
+  const x = tf.randomNormal(shape, 0, 1, 'float32', 1);
+  const once = (m: tf.LayersModel): number => {
+    const t0 = clock.hrMs();
+    const y = m.predict(x) as tf.Tensor;
+    y.dataSync();
+    y.dispose();
+    return clock.hrMs() - t0;
+  };
+  try {
+    for (let i = 0; i < 5; i++) (once(a), once(b));
+    const ta: number[] = [];
+    const tb: number[] = [];
+    const round = 10;
+    for (let done = 0; done < runs; done += round) {
+      const n = Math.min(round, runs - done);
+      for (let i = 0; i < n; i++) ta.push(once(a));
+      for (let i = 0; i < n; i++) tb.push(once(b));
+    }
+    return [ta.sort((p, q) => p - q), tb.sort((p, q) => p - q)];
+  } finally {
+    x.dispose();
+  }
+}
+
+/** The paper's table: teacher vs student, same backend, same run. */
+export function paperTable(teacher: tf.LayersModel, student: tf.LayersModel, test: ImageSet, backend: string, runs = 200): PaperTable {
+  const [lt, ls] = interleavedLatency(teacher, student, runs);
+  const side = (m: tf.LayersModel, times: number[]): PaperSide => {
+    const g = graphFromModel(m);
+    return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: percentile(times, 50), latencyP95Ms: percentile(times, 95), accuracy: accuracyOf(m, test) };
+  };
+  const t = side(teacher, lt);
+  const s = side(student, ls);
+  const table = {
+    backend,
+    runs,
+    testSamples: test.count,
+    teacher: t,
+    student: s,
+    paramsRatio: t.params / s.params,
+    macsRatio: t.macs / s.macs,
+    latencyRatio: t.latencyP50Ms / s.latencyP50Ms,
+    teacherAccuracy: t.accuracy,
+    studentAccuracy: s.accuracy,
+    accuracyDropPoints: (t.accuracy - s.accuracy) * 100,
+    targets: PAPER_TARGETS,
+  };
+  return {
+    ...table,
+    meetsTargets:
+      table.paramsRatio >= PAPER_TARGETS.paramsRatio &&
+      table.latencyRatio >= PAPER_TARGETS.latencyRatio &&
+      table.accuracyDropPoints <= PAPER_TARGETS.maxAccuracyDropPoints,
+  };
+}
+
+/** Markdown rows for docs/benchmarks.md. */
+export function paperMarkdown(p: PaperTable): string {
+  const n = (v: number): string => v.toLocaleString('en-US');
+  return [
+    '| | teacher | student | ratio / drop | target |',
+    '|---|---:|---:|---:|---:|',
+    `| parameters | ${n(p.teacher.params)} | ${n(p.student.params)} | ${p.paramsRatio.toFixed(1)}× | ≥ ${p.targets.paramsRatio}× |`,
+    `| MACs | ${n(p.teacher.macs)} | ${n(p.student.macs)} | ${p.macsRatio.toFixed(1)}× | |`,
+    `| batch-1 latency p50 (ms, ${p.backend}) | ${p.teacher.latencyP50Ms.toFixed(3)} | ${p.student.latencyP50Ms.toFixed(3)} | ${p.latencyRatio.toFixed(2)}× | ≥ ${p.targets.latencyRatio}× |`,
+    `| batch-1 latency p95 (ms) | ${p.teacher.latencyP95Ms.toFixed(3)} | ${p.student.latencyP95Ms.toFixed(3)} | | |`,
+    `| test accuracy (${n(p.testSamples)} images) | ${(p.teacherAccuracy * 100).toFixed(2)} % | ${(p.studentAccuracy * 100).toFixed(2)} % | ${p.accuracyDropPoints.toFixed(2)} points | ≤ ${p.targets.maxAccuracyDropPoints} point |`,
+  ].join('\n');
+}

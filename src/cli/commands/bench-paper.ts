@@ -1,0 +1,96 @@
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
+import { EdgektError } from '../../core/errors.js';
+import { loadDataset } from '../../data/index.js';
+import { loadModel } from '../../model/index.js';
+import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { runCompressCommand, type CompressCliOptions } from './compress.js';
+import { cacheRoot, teacherDir } from './teacher.js';
+
+interface PaperOptions {
+  teacher?: string;
+  out?: string;
+  resume?: boolean;
+  json?: boolean;
+  width: number;
+  distillEpochs: number;
+  finalEpochs: number;
+  briefSamples: number;
+  step: number;
+  size: string;
+  latency: string;
+  runs: number;
+  evalLimit: number;
+  seed: number;
+}
+
+export function registerBenchPaper(bench: Command, ctx: CliContext): void {
+  bench
+    .command('paper')
+    .description("the paper's table on Fashion-MNIST: cached teacher vs compressed student (params, MACs, batch-1 latency, accuracy)")
+    .option('--teacher <dir>', 'teacher directory (default: the cached `edgekt teacher train --data fashion-mnist` model)')
+    .option('--out <dir>', 'compression output (default $EDGEKT_CACHE|.cache/bench-paper)')
+    .option('--resume', 'resume an interrupted compression in OUT')
+    .option('--json', 'print JSON')
+    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
+    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
+    .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
+    .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
+    .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), 0.1)
+    .option('--size <budget>', 'model size budget relative to the teacher', '0.02x')
+    .option('--latency <budget>', 'p95 latency budget relative to the teacher', '0.3x')
+    .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
+    .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
+    .option('--seed <n>', 'seed', parseIntOption('seed'), 0)
+    .action(
+      action(ctx, async (o: PaperOptions) => {
+        const tdir = o.teacher ?? teacherDir('fashion-mnist', 0);
+        if (!existsSync(path.join(tdir, 'model.json'))) {
+          throw new EdgektError('EDGEKT_ERR_USAGE', `no teacher in ${tdir}; train it first: edgekt teacher train --data fashion-mnist`);
+        }
+        const out = o.out ?? path.join(cacheRoot(), 'bench-paper');
+        await mkdir(out, { recursive: true });
+        const profileFile = path.join(out, 'paper-profile.json');
+        await writeFile(profileFile, JSON.stringify({
+          name: 'paper-fashion-mnist',
+          description: 'bench paper: relative budgets for the issue-5 targets (params ≥ 50×, latency ≥ 3.2×)',
+          match: { arch: [process.arch] },
+          budgets: { modelSizeKB: o.size, latencyP95: o.latency },
+          runtime: { backend: 'auto', threads: 1 },
+          training: { batchSize: 64, maxRssMB: 4000, maxTemperatureC: 95 },
+        }, null, 2));
+        const copts: CompressCliOptions = {
+          teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: o.resume, json: true, evalLimit: o.evalLimit,
+          seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1,
+        };
+        const started = performance.now();
+        let met = true;
+        try {
+          await runCompressCommand(ctx, copts);
+        } catch (e) {
+          if (!(e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE')) throw e;
+          met = false;
+          ctx.err(`edgekt: ${e.message}; reporting the closest student`);
+        }
+        const minutes = (performance.now() - started) / 60000;
+        const info = await ctx.backend();
+        const data = await loadDataset('fashion-mnist', { seed: o.seed });
+        const teacher = (await loadModel(tdir)).model;
+        const student = (await loadModel(path.join(out, 'student'))).model;
+        try {
+          const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs), budgetsMet: met, compressMinutes: minutes };
+          await writeFile(path.join(out, 'paper.json'), JSON.stringify(table, null, 2));
+          if (o.json) return printJson(ctx, table);
+          ctx.out(paperMarkdown(table));
+          ctx.out(`compression took ${minutes.toFixed(1)} min; report in ${path.join(out, 'report.md')}`);
+        } finally {
+          teacher.dispose();
+          student.dispose();
+        }
+      }),
+    );
+}
