@@ -69,8 +69,8 @@ export type FromWorker =
       grads: SharedArrayBuffer;
     }
   | { type: 'attached' }
-  | { type: 'grads'; loss: number }
-  | { type: 'applied'; numTensors: number }
+  | { type: 'grads'; loss: number; ms: number; cpuMs: number | null }
+  | { type: 'applied'; numTensors: number; ms: number }
   | { type: 'weights'; weights: WeightData[] }
   | { type: 'weights-set' }
   | { type: 'error'; message: string; code?: string };

@@ -34,11 +34,22 @@ export interface DataParallelTrainer {
   /** Current weights in `model.weights` order (every worker holds the same). */
   getWeights(): Promise<WeightData[]>;
   setWeights(weights: Array<{ shape: number[]; data: Float32Array }>): Promise<void>;
+  /** Where the last step's time went: per-worker gradient and apply milliseconds, and the whole step. */
+  lastStepTimings(): StepTimings | null;
   /** Live tensors in each worker after its last step: flat across steps means no leak. */
   workerTensorCounts(): number[];
   /** Largest absolute difference of any weight between workers (0 when in lock-step). */
   divergence(): Promise<number>;
   dispose(): Promise<void>;
+}
+
+export interface StepTimings {
+  gradMs: number[];
+  /** CPU time of each worker's gradient computation (null where the OS does not tell). */
+  gradCpuMs: Array<number | null>;
+  applyMs: number[];
+  /** Wall time of the step on the calling thread, messaging and averaging included. */
+  totalMs: number;
 }
 
 interface Pending {
@@ -141,6 +152,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
   }
 
   let tensorCounts: number[] = channels.map(() => 0);
+  let timings: StepTimings | null = null;
   let disposed = false;
   let chain: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -151,6 +163,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
   };
 
   async function step(batch: ParallelBatch): Promise<{ loss: number }> {
+    const t0 = performance.now();
     const n = checkBatch(batch);
     const sizes = shardSizes(n, channels.length);
     const sx = product(batch.xShape.slice(1));
@@ -177,6 +190,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
     }
     const applied = await Promise.all(channels.map((c) => c.call({ type: 'apply' }, 'applied')));
     tensorCounts = applied.map((a) => a.numTensors);
+    timings = { gradMs: replies.map((r) => r.ms), gradCpuMs: replies.map((r) => r.cpuMs), applyMs: applied.map((a) => a.ms), totalMs: performance.now() - t0 };
     return { loss: replies.reduce((a, r, i) => a + coef[i]! * r.loss, 0) };
   }
 
@@ -206,6 +220,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
         await Promise.all(channels.map((c) => c.call({ type: 'set-weights', weights }, 'weights-set')));
       }),
     workerTensorCounts: () => tensorCounts.slice(),
+    lastStepTimings: () => timings,
     divergence: () => exclusive(divergence),
     dispose: async () => {
       if (disposed) return;

@@ -7,6 +7,7 @@ import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend.js';
 import { isEdgektError } from '../../core/errors.js';
+import { threadCpuMs } from './cpu-time.js';
 import { computeLoss, createOptimizer } from './losses.js';
 import type { FromWorker, LossName, ToWorker, TrainableSlot, WeightData } from './protocol.js';
 
@@ -61,6 +62,8 @@ async function init(msg: Extract<ToWorker, { type: 'init' }>): Promise<void> {
 
 function grad(msg: Extract<ToWorker, { type: 'grad' }>): void {
   const s = need();
+  const t0 = performance.now();
+  const c0 = threadCpuMs();
   const lossValue = tf.tidy(() => {
     const x = tf.tensor(msg.x, msg.xShape, 'float32');
     const y = msg.y instanceof Int32Array ? tf.tensor(msg.y, msg.yShape, 'int32') : tf.tensor(msg.y, msg.yShape, 'float32');
@@ -77,13 +80,15 @@ function grad(msg: Extract<ToWorker, { type: 'grad' }>): void {
     s.state.forEach((w, i) => s.grads.set(w.read().dataSync() as Float32Array, s.stateSlots[i]!.offset));
     return value.dataSync()[0]!;
   });
-  post({ type: 'grads', loss: lossValue });
+  const c1 = threadCpuMs();
+  post({ type: 'grads', loss: lossValue, ms: performance.now() - t0, cpuMs: c0 === null || c1 === null ? null : c1 - c0 });
 }
 
 function apply(): void {
   const s = need();
   const avg = s.avg;
   if (!avg) throw new Error('averaged-gradient buffer not attached');
+  const t0 = performance.now();
   tf.tidy(() => {
     const named: tf.NamedTensorMap = {};
     s.vars.forEach((v, i) => {
@@ -96,7 +101,7 @@ function apply(): void {
       w.write(tf.tensor(avg.slice(slot.offset, slot.offset + slot.size), slot.shape, 'float32'));
     });
   });
-  post({ type: 'applied', numTensors: tf.memory().numTensors });
+  post({ type: 'applied', numTensors: tf.memory().numTensors, ms: performance.now() - t0 });
 }
 
 function getWeights(): void {

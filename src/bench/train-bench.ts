@@ -1,0 +1,237 @@
+import * as tf from '@tensorflow/tfjs';
+import { systemClock, type Clock } from '../core/clock.js';
+import { EdgektError } from '../core/errors.js';
+import { createRng, normal } from '../core/random.js';
+import type { BackendChoice } from '../runtime/backend.js';
+import { computeLoss, createDataParallelTrainer, fromLayersModel, type ParallelBatch, type StepTimings } from '../runtime/parallel/index.js';
+import { measureModelCost } from './latency.js';
+import { buildRefTrainCnn, type RefTrainCnnVariant } from './ref-train-cnn.js';
+
+/** What the PyTorch anchor script reports for one variant (one thread). */
+export interface TorchAnchorResult {
+  stepMs: number;
+  inferMs: number;
+  version?: string;
+}
+
+/** Runs the anchor; null when no python3 with torch is available. Injected: it spawns a process. */
+export type TorchAnchor = (variant: RefTrainCnnVariant, opts: { batch: number; steps: number; threads: number }) => Promise<TorchAnchorResult | null>;
+
+export interface TrainBenchOptions {
+  variants?: RefTrainCnnVariant[];
+  /** Default 64, as in DESIGN.md. */
+  batch?: number;
+  /** Timed steps per measurement (median reported); at least 5. Default 7. */
+  steps?: number;
+  /** Untimed steps first. Default 2. */
+  warmup?: number;
+  /** Worker threads for the data-parallel measurement; 1 skips it. */
+  workers: number;
+  /** Backend of the workers (the calling thread's backend is already initialised). */
+  backend: BackendChoice;
+  anchor?: TorchAnchor;
+  /** Called before each phase; `done` of `total` phases are finished. */
+  progress?: (p: { message: string; done: number; total: number }) => void;
+  clock?: Clock;
+  /** CPU time of the calling thread in ms (null if unknown); injected because it reads the OS. */
+  cpuClock?: () => number | null;
+  /** Timed batch-1 inferences (median reported). Default 50, like the anchor. */
+  inferRuns?: number;
+}
+
+export interface TrainBenchResult {
+  variant: RefTrainCnnVariant;
+  /** One optimizer step of batch `batch` on this thread (one core). */
+  stepMs: number;
+  /** Batch-1 inference on this thread. */
+  inferMs: number;
+  torchStepMs: number | null;
+  torchInferMs: number | null;
+  /** stepMs / torchStepMs, one thread each: the issue-3 target is ≤ 2.5. */
+  ratio: number | null;
+  inferRatio: number | null;
+  /** Data-parallel trainer with 1 and with N workers, steps interleaved so load changes hit both. */
+  stepMs1Worker: number | null;
+  stepMsNWorkers: number | null;
+  speedup: number | null;
+  /**
+   * CPU-time view of the same steps, robust to other load on the machine: this thread's CPU ms per
+   * step, the busiest worker's gradient CPU ms with 1 and N workers, and their quotient (the
+   * speed-up free cores would give, messaging excluded). Null where the OS does not report it.
+   */
+  cpu: { stepMs: number | null; stepMs1Worker: number | null; stepMsNWorkers: number | null; speedup: number | null };
+}
+
+export interface TrainBenchReport {
+  backend: string;
+  workers: number;
+  batch: number;
+  steps: number;
+  torchVersion: string | null;
+  results: TrainBenchResult[];
+  /** Multi-worker speed-up on the first variant (standard): ≥ 1.6 with 2 workers is the target. */
+  speedup: { variant: RefTrainCnnVariant; workers: number; stepMs1: number; stepMsN: number; factor: number } | null;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
+
+function randomBatch(batch: number, seed: number): ParallelBatch {
+  const rng = createRng(seed);
+  const x = Float32Array.from({ length: batch * 32 * 32 * 3 }, () => normal(rng));
+  const y = Int32Array.from({ length: batch }, () => Math.floor(rng() * 10));
+  return { x, xShape: [batch, 32, 32, 3], y, yShape: [batch] };
+}
+
+const noCpu = (): null => null;
+
+/** Median of the non-null values, or null if any is missing. */
+function medianOrNull(values: Array<number | null>): number | null {
+  return values.length > 0 && values.every((v) => v !== null) ? median(values as number[]) : null;
+}
+
+/** Adam(1e-3) + softmax cross-entropy steps on this thread; each step's wall and CPU milliseconds. */
+function timeLocalSteps(model: tf.LayersModel, b: ParallelBatch, count: number, clock: Clock, cpu: () => number | null): Array<{ ms: number; cpuMs: number | null }> {
+  const opt = tf.train.adam(1e-3);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const x = tf.tensor(b.x, b.xShape, 'float32');
+  const y = tf.tensor(b.y, b.yShape, 'int32');
+  const times: Array<{ ms: number; cpuMs: number | null }> = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const c0 = cpu();
+      const t0 = clock.hrMs();
+      const loss = opt.minimize(() => computeLoss('softmax-ce', y, model.apply(x, { training: true }) as tf.Tensor), true, vars);
+      // Reading the loss forces the step to finish on any backend.
+      loss?.dataSync();
+      const ms = clock.hrMs() - t0;
+      const c1 = cpu();
+      times.push({ ms, cpuMs: c0 === null || c1 === null ? null : c1 - c0 });
+      loss?.dispose();
+    }
+  } finally {
+    tf.dispose([x, y]);
+    opt.dispose();
+  }
+  return times;
+}
+
+interface ParallelTimes {
+  stepMs1: number;
+  stepMsN: number;
+  cpuMs1: number | null;
+  cpuMsN: number | null;
+}
+
+async function timeParallel(
+  variant: RefTrainCnnVariant,
+  model: tf.LayersModel,
+  b: ParallelBatch,
+  o: Required<Pick<TrainBenchOptions, 'workers' | 'backend' | 'steps' | 'warmup'>>,
+  clock: Clock,
+  say: (m: string) => void,
+): Promise<ParallelTimes> {
+  const init = { ...fromLayersModel(model), optimizer: { kind: 'adam' as const, lr: 1e-3 }, loss: 'softmax-ce' as const, backend: o.backend };
+  const one = await createDataParallelTrainer({ ...init, workers: 1 });
+  try {
+    const many = await createDataParallelTrainer({ ...init, workers: o.workers });
+    try {
+      const t1: number[] = [];
+      const tn: number[] = [];
+      const c1: Array<number | null> = [];
+      const cn: Array<number | null> = [];
+      const busiest = (t: StepTimings | null): number | null =>
+        t && t.gradCpuMs.every((v) => v !== null) ? Math.max(...(t.gradCpuMs as number[])) : null;
+      for (let i = 0; i < o.warmup + o.steps; i++) {
+        say(`${variant}: 1 vs ${o.workers} workers, step ${i + 1}/${o.warmup + o.steps}`);
+        let t0 = clock.hrMs();
+        await one.step(b);
+        const d1 = clock.hrMs() - t0;
+        t0 = clock.hrMs();
+        await many.step(b);
+        const dn = clock.hrMs() - t0;
+        if (i >= o.warmup) {
+          t1.push(d1);
+          tn.push(dn);
+          c1.push(busiest(one.lastStepTimings()));
+          cn.push(busiest(many.lastStepTimings()));
+        }
+      }
+      return { stepMs1: median(t1), stepMsN: median(tn), cpuMs1: medianOrNull(c1), cpuMsN: medianOrNull(cn) };
+    } finally {
+      await many.dispose();
+    }
+  } finally {
+    await one.dispose();
+  }
+}
+
+/**
+ * The issue-3 training benchmark: ref-train-cnn steps (batch 64, Adam, softmax cross-entropy) on
+ * this thread, batch-1 inference, the data-parallel speed-up, and the PyTorch anchor in the same
+ * run so machine load affects both sides alike. Measurements run one after another, never overlap.
+ */
+export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBenchReport> {
+  const o = { batch: 64, steps: 7, warmup: 2, inferRuns: 50, variants: ['standard', 'separable'] as RefTrainCnnVariant[], ...options };
+  if (!Number.isInteger(o.steps) || o.steps < 5) throw new EdgektError('EDGEKT_ERR_USAGE', `steps must be an integer ≥ 5, got ${o.steps}`);
+  if (!Number.isInteger(o.batch) || o.batch < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `batch must be a positive integer, got ${o.batch}`);
+  if (!Number.isInteger(o.workers) || o.workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be a positive integer, got ${o.workers}`);
+  const clock = o.clock ?? systemClock;
+  const perVariant = 3 + (o.workers > 1 ? o.warmup + o.steps : 0);
+  const total = perVariant * o.variants.length;
+  let done = 0;
+  const say = (message: string): void => o.progress?.({ message, done: done++, total });
+  const b = randomBatch(o.batch, 1);
+  const results: TrainBenchResult[] = [];
+  let torchVersion: string | null = null;
+  for (const variant of o.variants) {
+    const model = buildRefTrainCnn(variant, { seed: 0 });
+    try {
+      say(`${variant}: ${o.warmup} warm-up + ${o.steps} timed steps on this thread (batch ${o.batch})`);
+      const local = timeLocalSteps(model, b, o.warmup + o.steps, clock, o.cpuClock ?? noCpu).slice(o.warmup);
+      const stepMs = median(local.map((t) => t.ms));
+      const stepCpuMs = medianOrNull(local.map((t) => t.cpuMs));
+      say(`${variant}: step ${stepMs.toFixed(1)} ms; batch-1 inference x${o.inferRuns}`);
+      const inferMs = (await measureModelCost(model, { warmup: 5, runs: o.inferRuns, clock })).latencyP50Ms;
+      let par: ParallelTimes | null = null;
+      if (o.workers > 1) {
+        par = await timeParallel(variant, model, b, o, clock, say);
+      }
+      say(`${variant}: PyTorch anchor (1 thread)`);
+      const torch = o.anchor ? await o.anchor(variant, { batch: o.batch, steps: o.steps, threads: 1 }) : null;
+      torchVersion ??= torch?.version ?? null;
+      results.push({
+        variant,
+        stepMs: round(stepMs),
+        inferMs: round(inferMs, 3),
+        torchStepMs: torch ? torch.stepMs : null,
+        torchInferMs: torch ? torch.inferMs : null,
+        ratio: torch ? round(stepMs / torch.stepMs, 3) : null,
+        inferRatio: torch ? round(inferMs / torch.inferMs, 3) : null,
+        stepMs1Worker: par ? round(par.stepMs1) : null,
+        stepMsNWorkers: par ? round(par.stepMsN) : null,
+        speedup: par ? round(par.stepMs1 / par.stepMsN, 3) : null,
+        cpu: {
+          stepMs: stepCpuMs,
+          stepMs1Worker: par?.cpuMs1 ?? null,
+          stepMsNWorkers: par?.cpuMsN ?? null,
+          speedup: par && par.cpuMs1 !== null && par.cpuMsN ? round(par.cpuMs1 / par.cpuMsN, 3) : null,
+        },
+      });
+    } finally {
+      model.dispose();
+    }
+  }
+  const first = results[0];
+  const speedup =
+    first && first.stepMs1Worker !== null && first.stepMsNWorkers !== null && first.speedup !== null
+      ? { variant: first.variant, workers: o.workers, stepMs1: first.stepMs1Worker, stepMsN: first.stepMsNWorkers, factor: first.speedup }
+      : null;
+  return { backend: tf.getBackend(), workers: o.workers, batch: o.batch, steps: o.steps, torchVersion, results, speedup };
+}
