@@ -30,10 +30,11 @@ describe('paper bench table', () => {
     const s = net(2, 4);
     const set: ImageSet = { x: Float32Array.from({ length: 10 * 36 }, (_, i) => Math.sin(i)), y: new Int32Array(10).map((_, i) => i % 2), count: 10, shape: [6, 6, 1], numClasses: 2, classNames: ['a', 'b'] };
     const before = tf.memory().numTensors;
-    const [a, b] = interleavedLatency(t, s, 12);
+    const [a, b] = interleavedLatency([t, s], 12) as [number[], number[]];
     expect(a).toHaveLength(12);
     expect(b).toHaveLength(12);
-    const p = paperTable(t, s, set, 'cpu', 20);
+    const p = paperTable(t, s, set, 'cpu', 20, s);
+    expect(p.latencyRatioVsDeployedTeacher).toBeGreaterThan(0);
     expect(tf.memory().numTensors).toBe(before);
     expect(p.teacher.params).toBe(t.countParams());
     expect(p.paramsRatio).toBeCloseTo(t.countParams() / s.countParams());

@@ -29,6 +29,9 @@ export interface PaperTable {
   teacherAccuracy: number;
   studentAccuracy: number;
   accuracyDropPoints: number;
+  /** The teacher with the same deployment treatment as the student (BN folded), for a fair aside. */
+  teacherDeployedLatencyP50Ms?: number;
+  latencyRatioVsDeployedTeacher?: number;
   targets: typeof PAPER_TARGETS;
   meetsTargets: boolean;
 }
@@ -51,11 +54,12 @@ export function accuracyOf(model: tf.LayersModel, set: ImageSet, batchSize = 256
 }
 
 /**
- * Batch-1 latency of two models measured in alternating rounds, so background load on a shared
- * machine hits both alike (a ratio measured minutes apart would mostly measure the neighbours).
+ * Batch-1 latency of several models measured in alternating rounds, so background load on a shared
+ * machine hits them alike (a ratio measured minutes apart would mostly measure the neighbours).
+ * Returns each model's times, sorted.
  */
-export function interleavedLatency(a: tf.LayersModel, b: tf.LayersModel, runs: number, clock: Clock = systemClock): [number[], number[]] {
-  const shape = [1, ...(a.inputs[0]!.shape.slice(1) as number[])];
+export function interleavedLatency(models: tf.LayersModel[], runs: number, clock: Clock = systemClock): number[][] {
+  const shape = [1, ...(models[0]!.inputs[0]!.shape.slice(1) as number[])];
   const x = tf.randomNormal(shape, 0, 1, 'float32', 1);
   const once = (m: tf.LayersModel): number => {
     const t0 = clock.hrMs();
@@ -65,24 +69,33 @@ export function interleavedLatency(a: tf.LayersModel, b: tf.LayersModel, runs: n
     return clock.hrMs() - t0;
   };
   try {
-    for (let i = 0; i < 5; i++) (once(a), once(b));
-    const ta: number[] = [];
-    const tb: number[] = [];
+    for (let i = 0; i < 5; i++) models.forEach(once);
+    const times = models.map(() => [] as number[]);
     const round = 10;
     for (let done = 0; done < runs; done += round) {
       const n = Math.min(round, runs - done);
-      for (let i = 0; i < n; i++) ta.push(once(a));
-      for (let i = 0; i < n; i++) tb.push(once(b));
+      models.forEach((m, k) => {
+        for (let i = 0; i < n; i++) times[k]!.push(once(m));
+      });
     }
-    return [ta.sort((p, q) => p - q), tb.sort((p, q) => p - q)];
+    return times.map((t) => t.sort((p, q) => p - q));
   } finally {
     x.dispose();
   }
 }
 
 /** The paper's table: teacher vs student, same backend, same run. */
-export function paperTable(teacher: tf.LayersModel, student: tf.LayersModel, test: ImageSet, backend: string, runs = 200): PaperTable {
-  const [lt, ls] = interleavedLatency(teacher, student, runs);
+export function paperTable(
+  teacher: tf.LayersModel,
+  student: tf.LayersModel,
+  test: ImageSet,
+  backend: string,
+  runs = 200,
+  teacherDeployed?: tf.LayersModel,
+): PaperTable {
+  const all = interleavedLatency(teacherDeployed ? [teacher, student, teacherDeployed] : [teacher, student], runs);
+  const [lt, ls] = all as [number[], number[]];
+  const td = all[2];
   const side = (m: tf.LayersModel, times: number[]): PaperSide => {
     const g = graphFromModel(m);
     return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: percentile(times, 50), latencyP95Ms: percentile(times, 95), accuracy: accuracyOf(m, test) };
@@ -102,6 +115,7 @@ export function paperTable(teacher: tf.LayersModel, student: tf.LayersModel, tes
     studentAccuracy: s.accuracy,
     accuracyDropPoints: (t.accuracy - s.accuracy) * 100,
     targets: PAPER_TARGETS,
+    ...(td ? { teacherDeployedLatencyP50Ms: percentile(td, 50), latencyRatioVsDeployedTeacher: percentile(td, 50) / s.latencyP50Ms } : {}),
   };
   return {
     ...table,
@@ -121,6 +135,9 @@ export function paperMarkdown(p: PaperTable): string {
     `| parameters | ${n(p.teacher.params)} | ${n(p.student.params)} | ${p.paramsRatio.toFixed(1)}× | ≥ ${p.targets.paramsRatio}× |`,
     `| MACs | ${n(p.teacher.macs)} | ${n(p.student.macs)} | ${p.macsRatio.toFixed(1)}× | |`,
     `| batch-1 latency p50 (ms, ${p.backend}) | ${p.teacher.latencyP50Ms.toFixed(3)} | ${p.student.latencyP50Ms.toFixed(3)} | ${p.latencyRatio.toFixed(2)}× | ≥ ${p.targets.latencyRatio}× |`,
+    ...(p.teacherDeployedLatencyP50Ms !== undefined
+      ? [`| latency p50 (ms), teacher also BN-folded | ${p.teacherDeployedLatencyP50Ms.toFixed(3)} | ${p.student.latencyP50Ms.toFixed(3)} | ${p.latencyRatioVsDeployedTeacher!.toFixed(2)}× | |`]
+      : []),
     `| batch-1 latency p95 (ms) | ${p.teacher.latencyP95Ms.toFixed(3)} | ${p.student.latencyP95Ms.toFixed(3)} | | |`,
     `| test accuracy (${n(p.testSamples)} images) | ${(p.teacherAccuracy * 100).toFixed(2)} % | ${(p.studentAccuracy * 100).toFixed(2)} % | ${p.accuracyDropPoints.toFixed(2)} points | ≤ ${p.targets.maxAccuracyDropPoints} point |`,
   ].join('\n');

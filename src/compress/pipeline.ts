@@ -33,6 +33,11 @@ export interface PipelineStages {
   evaluate(model: tf.LayersModel, set: ImageSet): number | null;
   /** MACs per sample, for the report. */
   macs?(model: tf.LayersModel): number;
+  /**
+   * The deployment form of a student (e.g. BN folded into convs). The loop measures this form and
+   * it is what the pipeline returns; training keeps the trainable form.
+   */
+  deploy?(model: tf.LayersModel): Promise<tf.LayersModel>;
 }
 
 export interface PruneSettings {
@@ -178,9 +183,22 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
     }
     const p = o.prune ?? {};
     const t0 = clock();
+    const deploy = o.stages.deploy?.bind(o.stages);
+    const probe: CostProbe = deploy
+      ? {
+          measure: async (m) => {
+            const d = await deploy(m);
+            try {
+              return await o.probe.measure(d);
+            } finally {
+              d.dispose();
+            }
+          },
+        }
+      : o.probe;
     const loop = await runPruneLoop(student!, {
       budgets: t.budgets,
-      probe: o.probe,
+      probe,
       fineTune: o.stages.fineTuner(o.teacher, train),
       evaluate: (m) => o.stages.evaluate(m, evalSet),
       stepFraction: p.stepFraction,
@@ -198,12 +216,14 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
       },
     });
     owned.push(loop.model);
-    stages.push({ name: 'prune', seconds: (clock() - t0) / 1000, params: loop.model.countParams() });
+    const final = deploy ? await deploy(loop.model) : loop.model;
+    owned.push(final);
+    stages.push({ name: 'prune', seconds: (clock() - t0) / 1000, params: final.countParams() });
     emit({ type: 'stage-done', stage: 'prune', resumed: false });
 
     // 5. Final figures on the held-out test split, the report, and the verdict.
     const sf = loop.history[loop.chosen]!.figures;
-    const student2 = { ...sf, accuracy: o.stages.evaluate(loop.model, test), ...(o.stages.macs ? { macs: o.stages.macs(loop.model) } : {}) };
+    const student2 = { ...sf, accuracy: o.stages.evaluate(final, test), ...(o.stages.macs ? { macs: o.stages.macs(final) } : {}) };
     const teacherFigures = { ...t.figures, accuracy: o.stages.evaluate(o.teacher, test) };
     const report = buildReport({
       profile: o.profile.name,
@@ -218,8 +238,8 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
       chosen: loop.chosen,
       history: loop.history,
     });
-    const result = { student: loop.model, report };
-    for (let i = owned.length - 1; i >= 0; i--) if (owned[i] === loop.model) owned.splice(i, 1);
+    const result = { student: final, report };
+    for (let i = owned.length - 1; i >= 0; i--) if (owned[i] === final) owned.splice(i, 1);
     return result;
   } finally {
     for (const m of new Set(owned)) safeDispose(m);

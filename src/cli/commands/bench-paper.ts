@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
+import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
@@ -81,8 +82,9 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const data = await loadDataset('fashion-mnist', { seed: o.seed });
         const teacher = (await loadModel(tdir)).model;
         const student = (await loadModel(path.join(out, 'student'))).model;
+        const teacherFolded = await foldBatchNorm(teacher);
         try {
-          const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs), budgetsMet: met, compressMinutes: minutes };
+          const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs, teacherFolded), budgetsMet: met, compressMinutes: minutes };
           await writeFile(path.join(out, 'paper.json'), JSON.stringify(table, null, 2));
           if (o.json) return printJson(ctx, table);
           ctx.out(paperMarkdown(table));
@@ -90,6 +92,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         } finally {
           teacher.dispose();
           student.dispose();
+          teacherFolded.dispose();
         }
       }),
     );

@@ -6,6 +6,7 @@ import type { FineTuner } from '../budget.js';
 import { distill, evaluateAccuracy, type DistillOptions } from '../distill/index.js';
 import { lighten, type LightenOptions } from '../lighten/index.js';
 import type { PipelineStages, StageProgress } from '../pipeline.js';
+import { foldBatchNorm } from './fold-bn.js';
 
 export interface DefaultStageOptions {
   lighten?: LightenOptions;
@@ -21,6 +22,8 @@ export interface DefaultStageOptions {
   /** Extra distillation options (temperature, weights, noise...). */
   distill?: Omit<DistillOptions, 'epochs' | 'batchSize' | 'onProgress' | 'seed' | 'hints'>;
   seed?: number;
+  /** Fold BN into convs (and fuse ReLU) in the written student. Default true. */
+  fold?: boolean;
   onProgress?: (p: StageProgress) => void;
 }
 
@@ -63,5 +66,6 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
     },
     evaluate: (model, set) => (set.y ? evaluateAccuracy(model, set) : null),
     macs: (model) => graphFromModel(model).totalMacs,
+    deploy: o.fold === false ? undefined : foldBatchNorm,
   };
 }
