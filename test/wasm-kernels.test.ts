@@ -140,6 +140,31 @@ describe('wasm training kernels', () => {
       expect(relErr(got, ref)).toBeLessThanOrEqual(TOL);
     });
 
+  it('Sum, Mean and Tile replacements match cpu for every axis pattern', async () => {
+    const shape: Shape4 = [3, 5, 4, 6];
+    const xs = randn(3 * 5 * 4 * 6, 8);
+    const run = async (backend: string): Promise<{ shape: number[]; data: Float32Array }[]> => {
+      await tf.setBackend(backend);
+      return tf.tidy(() => {
+        const x = tf.tensor4d(xs, shape);
+        const outs: tf.Tensor[] = [];
+        for (const axis of [[0, 1, 2], [1, 2], [0], [3], [2, 3], [0, 2], [0, 1, 2, 3]]) {
+          outs.push(tf.sum(x, axis), tf.mean(x, axis), tf.sum(x, axis, true));
+        }
+        outs.push(tf.tile(x, [2, 1, 3, 1]), tf.tile(x, [1, 1, 1, 2]), tf.tile(x.slice([0, 0, 0, 0], [1, 1, 1, 6]), [3, 5, 4, 1]));
+        outs.push(x.clone(), x.cast('float32'), x.cast('int32'));
+        return outs.map((t) => ({ shape: t.shape, data: t.dataSync() as Float32Array }));
+      });
+    };
+    const ref = await run('cpu');
+    const got = await run('wasm');
+    expect(got.length).toBe(ref.length);
+    ref.forEach((r, i) => {
+      expect(got[i]!.shape, `output ${i}`).toEqual(r.shape);
+      expect(relErr(got[i]!.data, r.data), `output ${i}`).toBeLessThanOrEqual(TOL);
+    });
+  });
+
   it('gradient of a realistic layer (batch 8, 16x16x32 → 64, same) matches cpu', async () => {
     await check({ x: [8, 16, 16, 32], filter: [3, 3, 32, 64], strides: [1, 1], pad: 'same' }, false);
     await check({ x: [8, 16, 16, 32], filter: [3, 3, 32, 1], strides: [1, 1], pad: 'same' }, true);

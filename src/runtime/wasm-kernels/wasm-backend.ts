@@ -131,3 +131,18 @@ export function spreadPad(
   }
   return out;
 }
+
+/** A tensor over part of another tensor's memory (offset in floats); free it with `releaseView`. */
+export function viewAt(backend: Backend, base: tf.TensorInfo, offset: number, shape: number[]): tf.TensorInfo {
+  const d = backend.dataIdMap.get(base.dataId);
+  if (!d) throw new Error('wasm-kernels: tensor data not on the wasm backend');
+  return backend.makeOutput(shape, 'float32', d.memoryOffset + offset * 4);
+}
+
+/** Forget a view without freeing the memory it borrows (the C++ side drops cached operators on it). */
+export function releaseView(backend: Backend, view: tf.TensorInfo): void {
+  const d = backend.dataIdMap.get(view.dataId);
+  if (!d) return;
+  (backend.wasm as unknown as { tfjs: { disposeData(id: number): void } }).tfjs.disposeData(d.id);
+  backend.dataIdMap.delete(view.dataId);
+}
