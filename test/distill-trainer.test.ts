@@ -7,6 +7,7 @@ import {
   kdLoss,
   logitsSource,
   pairStageEnds,
+  recalibrateBatchNorm,
   trainSupervised,
   type DistillTrainerOptions,
 } from '../src/compress/distill/index.js';
@@ -183,5 +184,27 @@ describe('distill()', () => {
     const last = r.history[3]!.phases.logits!.ce!;
     expect(last).toBeLessThan(first);
     await expect(trainSupervised(s, tinyData(12, false))).rejects.toMatchObject({ code: 'EDGEKT_ERR_USAGE' });
+  });
+});
+
+describe('recalibrateBatchNorm', () => {
+  it('sets moving mean/variance to the population statistics of the BN input', () => {
+    const model = tf.sequential({ layers: [tf.layers.batchNormalization({ inputShape: [2, 2, 2], axis: -1 })] });
+    const data = tinyData(5);
+    const set = { ...data, x: Float32Array.from({ length: 5 * 8 }, (_, i) => (i % 2 === 0 ? i / 10 : -i)), shape: [2, 2, 2] as [number, number, number] };
+    const c0 = Array.from(set.x).filter((_, i) => i % 2 === 0);
+    const c1 = Array.from(set.x).filter((_, i) => i % 2 === 1);
+    const mean = (v: number[]): number => v.reduce((a, b) => a + b, 0) / v.length;
+    const pvar = (v: number[]): number => mean(v.map((x) => (x - mean(v)) ** 2));
+    const before = tf.memory().numTensors;
+    expect(recalibrateBatchNorm(model, set, { batchSize: 2, batches: 10 })).toBe(1);
+    expect(tf.memory().numTensors).toBe(before);
+    const [, , mm, mv] = model.layers[0]!.getWeights();
+    const m = Array.from(mm!.dataSync());
+    const v = Array.from(mv!.dataSync());
+    expect(m[0]).toBeCloseTo(mean(c0), 4);
+    expect(m[1]).toBeCloseTo(mean(c1), 4);
+    expect(v[0]).toBeCloseTo(pvar(c0), 3);
+    expect(v[1]).toBeCloseTo(pvar(c1), 2);
   });
 });

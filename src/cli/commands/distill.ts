@@ -18,11 +18,21 @@ export function formatLoss(l: LossParts): string {
   return parts.join(' ');
 }
 
-/** A cli-progress bar on stderr fed by the distiller's progress callback; silent when stderr is not a TTY. */
-export function createTrainingBar(_ctx: CliContext, label: string): { update: (p: DistillProgress) => void; stop: () => void } {
+/**
+ * A cli-progress bar on stderr fed by the distiller's progress callback. When stderr is not a TTY
+ * (logs, CI) it prints one line per epoch instead.
+ */
+export function createTrainingBar(ctx: CliContext, label: string): { update: (p: DistillProgress) => void; stop: () => void } {
   let bar: cliProgress.SingleBar | null = null;
+  const started = performance.now();
   return {
     update: (p) => {
+      if (!process.stderr.isTTY) {
+        if (p.step === p.stepsPerEpoch) {
+          ctx.err(`${label} epoch ${p.epoch}/${p.epochs} step ${p.globalStep}/${p.totalSteps} ${p.phase} ${formatLoss(p.loss)} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+        }
+        return;
+      }
       if (!bar) {
         bar = new cliProgress.SingleBar(
           { stream: process.stderr, format: `${label} |{bar}| {value}/{total} steps  epoch {epoch}/{epochs} {phase}  {loss}`, hideCursor: true },

@@ -43,6 +43,44 @@ export async function readTeacherMeta(dir: string): Promise<TeacherMeta | null> 
   return JSON.parse(await readFile(file, 'utf8')) as TeacherMeta;
 }
 
+export interface EnsureTeacherOptions {
+  data: string;
+  seed: number;
+  epochs: number;
+  batchSize: number;
+  limit?: number;
+  out?: string;
+  force?: boolean;
+}
+
+/** Returns the cached reference teacher for (data, seed), training and caching it first when absent. */
+export async function ensureTeacher(ctx: CliContext, o: EnsureTeacherOptions): Promise<{ dir: string; meta: TeacherMeta; cached: boolean }> {
+  const dir = o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed);
+  const cached = o.force ? null : await readTeacherMeta(dir);
+  if (cached) return { dir, meta: cached, cached: true };
+  const info = await ctx.backend();
+  const data = await loadDataset(o.data, { seed: o.seed, limit: o.limit });
+  const [h, w, c] = data.train.shape;
+  const model = buildReferenceTeacher({ seed: o.seed, inputShape: [h, w, c], classes: data.train.numClasses });
+  try {
+    const bar = createTrainingBar(ctx, 'teacher');
+    const r = await trainSupervised(model, data.train, { epochs: o.epochs, batchSize: o.batchSize, seed: o.seed, onProgress: bar.update });
+    bar.stop();
+    const accuracy = evaluateAccuracy(model, data.test);
+    const graph = graphFromModel(model);
+    await saveModel(model, dir);
+    const meta: TeacherMeta = {
+      data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize, trainSamples: data.train.count, testSamples: data.test.count,
+      testAccuracy: accuracy, params: graph.totalParams, macs: graph.totalMacs, trainSeconds: r.seconds,
+      backend: info.backend, createdAt: new Date().toISOString(),
+    };
+    await writeFile(path.join(dir, TEACHER_META), JSON.stringify(meta, null, 2) + '\n');
+    return { dir, meta, cached: false };
+  } finally {
+    model.dispose();
+  }
+}
+
 interface TrainCliOptions {
   data: string;
   epochs: string;
@@ -63,7 +101,7 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
     .option('--epochs <n>', 'passes over the training data', '3')
     .option('--seed <n>', 'seed of initializers and shuffling', '0')
     .option('--batch-size <n>', 'batch size', '64')
-    .option('--limit <n>', 'train on at most N samples (quick runs)')
+    .option('--limit <n>', 'use at most N samples of each split (quick runs)')
     .option('--out <dir>', 'output directory (default $EDGEKT_CACHE or .cache: teachers/<data>-<seed>)')
     .option('--force', 'retrain even if a cached teacher exists')
     .option('--json', 'print JSON')
@@ -74,38 +112,13 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const limit = opts.limit === undefined ? undefined : parseIntOption('limit')(opts.limit);
         if (epochs < 1 || batchSize < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--epochs and --batch-size must be >= 1');
-        const out = opts.out ? path.resolve(opts.out) : teacherDir(opts.data, seed);
-        const cached = opts.force ? null : await readTeacherMeta(out);
-        if (cached) {
-          if (opts.json) return printJson(ctx, { dir: out, cached: true, ...cached });
-          ctx.out(`cached teacher ${out}: test accuracy ${(cached.testAccuracy * 100).toFixed(2)}%, ${cached.params.toLocaleString('en-US')} params (use --force to retrain)`);
-          return;
-        }
-        const info = await ctx.backend();
-        const data = await loadDataset(opts.data, { seed, limit });
-        const [h, w, c] = data.train.shape;
-        const model = buildReferenceTeacher({ seed, inputShape: [h, w, c], classes: data.train.numClasses });
-        try {
-          const bar = createTrainingBar(ctx, 'teacher');
-          const r = await trainSupervised(model, data.train, { epochs, batchSize, seed, onProgress: bar.update });
-          bar.stop();
-          const accuracy = evaluateAccuracy(model, data.test);
-          const graph = graphFromModel(model);
-          await saveModel(model, out);
-          const meta: TeacherMeta = {
-            data: opts.data, seed, epochs, batchSize, trainSamples: data.train.count, testSamples: data.test.count,
-            testAccuracy: accuracy, params: graph.totalParams, macs: graph.totalMacs, trainSeconds: r.seconds,
-            backend: info.backend, createdAt: new Date().toISOString(),
-          };
-          await writeFile(path.join(out, TEACHER_META), JSON.stringify(meta, null, 2) + '\n');
-          if (opts.json) return printJson(ctx, { dir: out, cached: false, ...meta });
-          ctx.out(`teacher   ${out}`);
-          ctx.out(`params    ${meta.params.toLocaleString('en-US')}  MACs ${meta.macs.toLocaleString('en-US')}`);
-          ctx.out(`trained   ${epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${info.backend})`);
-          ctx.out(`accuracy  ${(accuracy * 100).toFixed(2)}% on ${meta.testSamples} test samples`);
-        } finally {
-          model.dispose();
-        }
+        const { dir, meta, cached } = await ensureTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force });
+        if (opts.json) return printJson(ctx, { dir, cached, ...meta });
+        if (cached) ctx.out(`cached    ${dir} (use --force to retrain)`);
+        else ctx.out(`teacher   ${dir}`);
+        ctx.out(`params    ${meta.params.toLocaleString('en-US')}  MACs ${meta.macs.toLocaleString('en-US')}`);
+        ctx.out(`trained   ${meta.epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${meta.backend})`);
+        ctx.out(`accuracy  ${(meta.testAccuracy * 100).toFixed(2)}% on ${meta.testSamples} test samples`);
       }),
     );
 }

@@ -5,6 +5,7 @@ import type { ImageSet } from '../../data/types.js';
 import { batchIndices, makeBatch } from './batches.js';
 import type { HintPair } from './hint-points.js';
 import type { LossParts } from './losses.js';
+import { recalibrateBatchNorm } from './recalibrate.js';
 import { createDistillTrainer, DISTILL_DEFAULTS, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
 
 export type DistillSchedule = 'fitnets' | 'joint';
@@ -33,6 +34,11 @@ export interface DistillOptions extends DistillTrainerOptions {
   hintFraction?: number;
   /** Called after every step; awaited between steps so progress bars can redraw. */
   onProgress?: (p: DistillProgress) => void;
+  /**
+   * Batches of training data over which BatchNorm statistics are recomputed after training
+   * (see recalibrateBatchNorm). Default 20; 0 keeps tfjs's moving averages.
+   */
+  recalibrateBatches?: number;
   /** Lets a caller stop early (e.g. on SIGINT); checked between steps. */
   signal?: AbortSignal;
 }
@@ -51,7 +57,7 @@ export interface DistillResult {
   history: EpochSummary[];
 }
 
-export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25 };
+export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25, recalibrateBatches: 20 };
 
 /**
  * Trains `student` from a frozen `teacher` on `data` (labels optional) with multi-level knowledge
@@ -109,6 +115,8 @@ export async function distill(
       }
       history.push({ epoch, phases: finish(sums) });
     }
+    const recalibrate = options.recalibrateBatches ?? DISTILL_RUN_DEFAULTS.recalibrateBatches;
+    if (recalibrate > 0) recalibrateBatchNorm(student, data, { batches: recalibrate, batchSize, seed });
   } finally {
     trainer.dispose();
   }

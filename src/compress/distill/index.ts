@@ -43,3 +43,4 @@ export {
   type DistillTrainerOptions,
   type HintLayerPair,
 } from './trainer.js';
+export { recalibrateBatchNorm, type RecalibrateOptions } from './recalibrate.js';

@@ -1,0 +1,127 @@
+import type { Command } from 'commander';
+import {
+  DISTILL_METHODS,
+  METHOD_LABELS,
+  formatDistillBench,
+  runDistillBench,
+  type DistillMethod,
+} from '../../bench/distill-bench.js';
+import { distill, evaluateAccuracy, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { lighten } from '../../compress/lighten/index.js';
+import { EdgektError } from '../../core/errors.js';
+import { loadDataset, splitIndices, subset } from '../../data/index.js';
+import { loadModel } from '../../model/index.js';
+import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { ensureTeacher } from './teacher.js';
+
+interface BenchDistillCliOptions {
+  data: string;
+  seeds: string;
+  epochs: string;
+  trainLimit: string;
+  testLimit?: string;
+  batchSize: string;
+  width: string;
+  lr: string;
+  schedule: string;
+  teacherEpochs: string;
+  methods?: string;
+  json?: boolean;
+}
+
+export function registerBenchDistill(bench: Command, ctx: CliContext): void {
+  bench
+    .command('distill')
+    .description('one lightened student trained four ways: (a) labels, (b) plain KD, (c) multi-level, (d) multi-level + noisy teacher')
+    .option('--data <spec>', 'dataset spec', 'fashion-mnist')
+    .option('--seeds <n>', 'seeds per method (0..n-1)', '3')
+    .option('--epochs <n>', 'epochs per student', '2')
+    .option('--train-limit <n>', 'stratified training subset size', '5000')
+    .option('--test-limit <n>', 'stratified test subset size (default: the whole test set)')
+    .option('--batch-size <n>', 'batch size', '64')
+    .option('--width <f>', 'lighten width multiplier of the student', '0.5')
+    .option('--lr <f>', 'Adam learning rate for every method', '0.003')
+    .option('--schedule <s>', 'schedule of the multi-level methods: fitnets | joint', 'fitnets')
+    .option('--teacher-epochs <n>', 'epochs if the cached teacher must be trained first', '3')
+    .option('--methods <list>', `comma-separated subset of ${DISTILL_METHODS.join(',')}`)
+    .option('--json', 'print JSON')
+    .action(
+      action(ctx, async (opts: BenchDistillCliOptions) => {
+        const seedCount = parseIntOption('seeds')(opts.seeds);
+        const epochs = parseIntOption('epochs')(opts.epochs);
+        const trainLimit = parseIntOption('train-limit')(opts.trainLimit);
+        const batchSize = parseIntOption('batch-size')(opts.batchSize);
+        const width = parseFloatOption('width')(opts.width);
+        const learningRate = parseFloatOption('lr')(opts.lr);
+        const teacherEpochs = parseIntOption('teacher-epochs')(opts.teacherEpochs);
+        const schedule = opts.schedule;
+        if (schedule !== 'fitnets' && schedule !== 'joint') throw new EdgektError('EDGEKT_ERR_USAGE', `--schedule must be fitnets or joint, got "${schedule}"`);
+        const methods = (opts.methods ? opts.methods.split(',').map((m) => m.trim()) : [...DISTILL_METHODS]) as DistillMethod[];
+        const unknown = methods.filter((m) => !(DISTILL_METHODS as readonly string[]).includes(m));
+        if (unknown.length) throw new EdgektError('EDGEKT_ERR_USAGE', `unknown method(s) ${unknown.join(', ')}; expected ${DISTILL_METHODS.join(', ')}`);
+        if (seedCount < 1 || epochs < 1 || trainLimit < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--seeds, --epochs and --train-limit must be >= 1');
+
+        const started = performance.now();
+        const info = await ctx.backend();
+        const t = await ensureTeacher(ctx, { data: opts.data, seed: 0, epochs: teacherEpochs, batchSize: 64 });
+        const data = await loadDataset(opts.data, { seed: 0 });
+        const pick = stratified(data.train.y, data.train.count, trainLimit);
+        const train = trainLimit >= data.train.count ? data.train : subset(data.train, pick!);
+        const testLimit = opts.testLimit === undefined ? data.test.count : parseIntOption('test-limit')(opts.testLimit);
+        const test = testLimit >= data.test.count ? data.test : subset(data.test, stratified(data.test.y, data.test.count, testLimit));
+        const teacher = await loadModel(t.dir, { logits: true });
+        try {
+          const teacherAccuracy = evaluateAccuracy(teacher.model, test);
+          const probe = await lighten(teacher.graph, { widthMultiplier: width, seed: 0 });
+          const summary = probe.summary;
+          probe.student.dispose();
+          const settings = {
+            data: opts.data, backend: info.backend, teacherDir: t.dir, teacherParams: summary.teacher.params, studentParams: summary.student.params,
+            studentMacs: summary.student.macs, width, trainSamples: train.count, testSamples: test.count, epochs, batchSize, learningRate,
+            schedule, seeds: seedCount, defaults: 'T=4, kdWeight=0.7, ceWeight=0.3, hint weight 1 per level, noise sigma=0.1 alpha=0.5 (d only), fitnets hint share 0.25',
+          };
+          ctx.err(`bench distill: teacher ${(teacherAccuracy * 100).toFixed(2)}% (${summary.teacher.params} params), student ${summary.student.params} params, ${train.count} train samples, ${epochs} epochs, ${seedCount} seeds`);
+          const result = await runDistillBench({
+            seeds: Array.from({ length: seedCount }, (_, i) => i),
+            methods,
+            teacherAccuracy,
+            run: async (method, seed) => {
+              const l = await lighten(teacher.graph, { widthMultiplier: width, seed });
+              try {
+                const hints = l.stages.map((m) => ({ teacher: m.teacher.layerName, student: m.student.layerName }));
+                const common: DistillOptions = { epochs, batchSize, seed, learningRate };
+                const r =
+                  method === 'labels'
+                    ? await trainSupervised(l.student, train, common)
+                    : await distill(teacher.model, l.student, train, {
+                        ...common,
+                        ...(method === 'kd'
+                          ? { hints: 'none', schedule: 'joint', noiseSigma: 0 }
+                          : { hints, schedule, noiseSigma: method === 'multilevel' ? 0 : undefined }),
+                      });
+                return { accuracy: evaluateAccuracy(l.student, test), seconds: r.seconds };
+              } finally {
+                l.student.dispose();
+              }
+            },
+            onRun: (r, done, total) => ctx.err(`[${done}/${total}] ${METHOD_LABELS[r.method]} seed ${r.seed}: ${(r.accuracy * 100).toFixed(2)}% (${r.seconds.toFixed(0)} s)`),
+          });
+          const totalSeconds = (performance.now() - started) / 1000;
+          if (opts.json) return printJson(ctx, { settings, ...result, totalSeconds });
+          ctx.out(`settings: ${JSON.stringify(settings)}`);
+          ctx.out('');
+          for (const line of formatDistillBench(result)) ctx.out(line);
+          ctx.out('');
+          ctx.out(`total ${totalSeconds.toFixed(0)} s`);
+        } finally {
+          teacher.model.dispose();
+        }
+      }),
+    );
+}
+
+/** A seeded, class-stratified pick of `limit` of `count` samples (all of them when limit >= count). */
+function stratified(labels: Int32Array | null, count: number, limit: number): Int32Array {
+  const f = Math.min(1, limit / count);
+  return splitIndices(labels, count, [f, 1 - f], { seed: 0, stratify: true })[0]!;
+}
