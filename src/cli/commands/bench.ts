@@ -3,12 +3,14 @@ import type { CliContext } from '../context.js';
 import { registerBenchLatency } from './bench-latency.js';
 import { registerBenchPaper } from './bench-paper.js';
 import { registerBenchTrain } from './bench-train.js';
+import { registerBenchDistill } from './bench-distill.js';
 
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
 const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
   registerBenchLatency,
   registerBenchPaper,
   registerBenchTrain,
+  registerBenchDistill,
 ];
 
 export function registerBench(program: Command, ctx: CliContext): void {
