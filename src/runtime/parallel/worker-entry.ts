@@ -37,6 +37,9 @@ function need(): State {
 }
 
 async function init(msg: Extract<ToWorker, { type: 'init' }>): Promise<void> {
+  // Workers are headless copies: tfjs's notices (the tfjs-node banner, warnings) already show once
+  // on the main thread. PROD only gates tfjs logging and its DEBUG checks.
+  tf.env().set('PROD', true);
   const info = await initBackend(msg.backend);
   const json = msg.modelJson as { modelTopology?: unknown };
   // Accept the bare topology (model.toJSON) or a whole model.json with a modelTopology field.
