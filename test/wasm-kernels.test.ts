@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/runtime/backend.js';
-import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels } from '../src/runtime/wasm-kernels/index.js';
+import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes } from '../src/runtime/wasm-kernels/index.js';
+import { batchChunk } from '../src/runtime/wasm-kernels/conv2d-grad.js';
 import { createRng, normal } from '../src/core/random.js';
 
 // Gradient checks of the wasm training kernels against the cpu backend.
@@ -163,6 +164,21 @@ describe('wasm training kernels', () => {
       expect(got[i]!.shape, `output ${i}`).toEqual(r.shape);
       expect(relErr(got[i]!.data, r.data), `output ${i}`).toBeLessThanOrEqual(TOL);
     });
+  });
+
+  it('splits the filter gradient over batch chunks that divide the batch', async () => {
+    const old = setFilterChunkBytes(1000);
+    try {
+      expect(batchChunk(64, 250)).toBe(4);
+      expect(batchChunk(6, 250)).toBe(3);
+      expect(batchChunk(5, 250)).toBe(1);
+      expect(batchChunk(3, 5000)).toBe(1);
+      // 6 images of dy 4x5x3 floats (240 B) → chunks of 3 (2 calls); 5 images → 5 calls of 1.
+      await check({ x: [6, 7, 9, 2], filter: [3, 3, 2, 3], strides: [2, 2], pad: 'same' }, false);
+      await check({ x: [5, 8, 7, 3], filter: [3, 3, 3, 2], strides: [1, 1], pad: 'valid' }, false);
+    } finally {
+      setFilterChunkBytes(old);
+    }
   });
 
   it('gradient of a realistic layer (batch 8, 16x16x32 → 64, same) matches cpu', async () => {

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import {
-  type Backend, alloc, convRaw, heap, release, spreadPad, transposeRaw,
+  type Backend, alloc, convRaw, heap, release, releaseView, reshapeView, spreadPad, transposeRaw, viewAt,
 } from './wasm-backend.js';
 
 type Shape4 = [number, number, number, number];
@@ -97,11 +97,30 @@ export function conv2DBackpropInputKernel(
   }
 }
 
+/** Bytes of dyᵀ (the filter XNNPACK packs) per convolution call: about half an L2 cache. */
+let filterChunkBytes = 1 << 20;
+
+/** Tunes the filter-gradient batch chunk (devices with a smaller L2 want less); returns the old value. */
+export function setFilterChunkBytes(bytes: number): number {
+  const old = filterChunkBytes;
+  filterChunkBytes = Math.max(1, Math.floor(bytes));
+  return old;
+}
+
+/** Largest divisor of n whose chunk of dyᵀ fits the chunk budget (at least 1). */
+export function batchChunk(n: number, bytesPerImage: number): number {
+  const target = Math.max(1, Math.floor(filterChunkBytes / bytesPerImage));
+  for (let c = Math.min(n, target); c > 1; c--) if (n % c === 0) return c;
+  return 1;
+}
+
 /**
- * Filter gradient as one forward convolution over transposed tensors: the batch becomes the
- * channel dimension. Input xᵀ [inC, H, W, N], filter dyᵀ [outH, outW, N, outC] dilated by the
- * stride, padded like the forward pass; the output [inC, fh', fw', outC] is cropped to the filter
- * size (fh' > fh only when the forward pass left rows unused) and transposed to [fh, fw, inC, outC].
+ * Filter gradient as forward convolutions over transposed tensors, the batch becoming the channel
+ * dimension: input xᵀ [inC, H, W, n] and filter dyᵀ [outH, outW, n, outC], dilated by the stride
+ * and padded like the forward pass, give [inC, fh', fw', outC], cropped to the filter size
+ * (fh' > fh only when the forward pass left rows unused) and transposed to [fh, fw, inC, outC].
+ * The batch is split into chunks of n images so that each packed dyᵀ stays in cache; the chunks'
+ * partial gradients are summed in float64.
  */
 export function conv2DBackpropFilterKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: Backend; attrs: Conv2DBackpropFilterAttrs },
@@ -112,31 +131,45 @@ export function conv2DBackpropFilterKernel(
   if (attrs.dataFormat === 'NCHW') throw new Error('wasm-kernels: Conv2DBackpropFilter supports NHWC only');
   const info = tf.backend_util.computeConv2DInfo(
     x.shape as Shape4, attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
-  const { filterHeight: fh, filterWidth: fw, inChannels: ci, outChannels: co } = info;
+  const { batchSize: n, filterHeight: fh, filterWidth: fw, inChannels: ci, outChannels: co } = info;
   const { inHeight: h, inWidth: w, outHeight: oh, outWidth: ow, strideHeight: sh, strideWidth: sw } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
   const bottom = Math.max(0, fh + (oh - 1) * sh - h - top);
   const right = Math.max(0, fw + (ow - 1) * sw - w - left);
-  const xt = transposeRaw(backend, x, [3, 1, 2, 0]);
-  const dyt = transposeRaw(backend, dy, [1, 2, 0, 3]);
-  let ot: tf.TensorInfo | undefined;
+  const nc = batchChunk(n, oh * ow * co * 4);
+  const g = n / nc;
+  const xt = transposeRaw(backend, reshapeView(x, [g, nc, h, w, ci]), [0, 4, 2, 3, 1]);
+  const dyt = transposeRaw(backend, reshapeView(dy, [g, nc, oh, ow, co]), [0, 2, 3, 1, 4]);
+  const acc = new Float64Array(fh * fw * ci * co);
   try {
-    ot = convRaw(backend, xt, dyt, { pads: [top, right, bottom, left], strides: [1, 1], dilations: [sh, sw] });
-    const [, gh, gw] = ot.shape as Shape4;
-    const out = alloc(backend, [fh, fw, ci, co]);
-    const src = heap(backend, ot);
-    const dst = heap(backend, out);
-    for (let ky = 0; ky < fh; ky++) {
-      for (let kx = 0; kx < fw; kx++) {
-        for (let i = 0; i < ci; i++) {
-          const s = ((i * gh + ky) * gw + kx) * co;
-          dst.set(src.subarray(s, s + co), ((ky * fw + kx) * ci + i) * co);
+    for (let k = 0; k < g; k++) {
+      const xv = viewAt(backend, xt, k * ci * h * w * nc, [ci, h, w, nc]);
+      const fv = viewAt(backend, dyt, k * oh * ow * nc * co, [oh, ow, nc, co]);
+      let ot: tf.TensorInfo | undefined;
+      try {
+        ot = convRaw(backend, xv, fv, { pads: [top, right, bottom, left], strides: [1, 1], dilations: [sh, sw] });
+        const [, gh, gw] = ot.shape as Shape4;
+        const src = heap(backend, ot);
+        for (let ky = 0; ky < fh; ky++) {
+          for (let kx = 0; kx < fw; kx++) {
+            for (let i = 0; i < ci; i++) {
+              const s0 = ((i * gh + ky) * gw + kx) * co;
+              const d0 = ((ky * fw + kx) * ci + i) * co;
+              for (let o = 0; o < co; o++) acc[d0 + o]! += src[s0 + o]!;
+            }
+          }
         }
+      } finally {
+        release(backend, ot);
+        releaseView(backend, xv);
+        releaseView(backend, fv);
       }
     }
-    return out;
   } finally {
-    release(backend, xt, dyt, ot);
+    release(backend, xt, dyt);
   }
+  const out = alloc(backend, [fh, fw, ci, co]);
+  heap(backend, out).set(acc);
+  return out;
 }

@@ -6,6 +6,8 @@ import { makeReduceKernel, makeTileKernel } from './reduce.js';
 import { makeCastKernel, makeIdentityKernel } from './share.js';
 import type { Backend } from './wasm-backend.js';
 
+export { setFilterChunkBytes } from './conv2d-grad.js';
+
 const BACKEND = 'wasm';
 const MARK = Symbol.for('edgekt.wasm-kernels');
 
