@@ -83,6 +83,8 @@ export interface PruneLoopOptions {
   minChannels?: number;
   roundTo?: number;
   skipLayers?: readonly string[];
+  /** Extra measurements (keeping the fastest) before a latency violation is believed. Default 2. */
+  remeasure?: number;
   /** NetAdapt-style: rank groups by importance lost per millisecond saved (measured here). */
   latencyAware?: boolean;
   /** Called after each record with the model it describes (checkpoints, progress); may throw to abort. */
@@ -143,7 +145,15 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
     owned.delete(m);
   };
 
-  const figuresOf = async (m: tf.LayersModel): Promise<Figures> => ({ ...(await o.probe.measure(m)), accuracy: o.evaluate(m) });
+  const figuresOf = async (m: tf.LayersModel): Promise<Figures> => {
+    let cost = await o.probe.measure(m);
+    // Background load only ever adds latency: confirm a latency violation before believing it.
+    for (let i = 0; i < (o.remeasure ?? 2) && o.budgets.latencyP95Ms !== undefined && cost.latencyP95Ms > o.budgets.latencyP95Ms; i++) {
+      const again = await o.probe.measure(m);
+      if (again.latencyP95Ms < cost.latencyP95Ms) cost = again;
+    }
+    return { ...cost, accuracy: o.evaluate(m) };
+  };
   const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
     const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
     history.push(full);
