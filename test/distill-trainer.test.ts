@@ -8,9 +8,11 @@ import {
   logitsSource,
   pairStageEnds,
   recalibrateBatchNorm,
+  createDistillFineTuner,
   trainSupervised,
   type DistillTrainerOptions,
 } from '../src/compress/distill/index.js';
+import type { FineTuner } from '../src/compress/budget.js';
 import type { ImageSet } from '../src/data/types.js';
 import { buildReferenceStudent, buildReferenceTeacher } from '../src/model/reference-teacher.js';
 
@@ -206,5 +208,17 @@ describe('recalibrateBatchNorm', () => {
     expect(m[1]).toBeCloseTo(mean(c1), 4);
     expect(v[0]).toBeCloseTo(pvar(c0), 3);
     expect(v[1]).toBeCloseTo(pvar(c1), 2);
+  });
+});
+
+describe('fine-tuning for pruning', () => {
+  it('maxSteps caps a run; the fine-tuner fits compress/budget FineTuner and trains the student in place', async () => {
+    const r = await distill(tinyTeacher(), tinyStudent(), tinyData(36), { epochs: 3, batchSize: 6, maxSteps: 4 });
+    expect(r.steps).toBe(4);
+    const s = tinyStudent(2);
+    const tune: FineTuner = createDistillFineTuner(tinyTeacher(), tinyData(24), { batchSize: 6, briefSteps: 2 });
+    const before = snapshot(s, 'logits');
+    await tune(s, { iteration: 1, kind: 'brief' });
+    expect(snapshot(s, 'logits')).not.toEqual(before);
   });
 });

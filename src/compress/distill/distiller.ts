@@ -30,6 +30,8 @@ export interface DistillOptions extends DistillTrainerOptions {
   epochs?: number;
   /** Batch size. Default 64. */
   batchSize?: number;
+  /** Stop after this many steps in all (e.g. a brief fine-tune between pruning steps). Default: no cap. */
+  maxSteps?: number;
   /** FitNets stage 1 (hints only) share of all steps. Default 0.25. */
   hintFraction?: number;
   /** Called after every step; awaited between steps so progress bars can redraw. */
@@ -83,7 +85,8 @@ export async function distill(
   }
   const trainer = createDistillTrainer(teacher, student, { ...options, seed });
   const stepsPerEpoch = Math.ceil(data.count / batchSize);
-  const totalSteps = epochs * stepsPerEpoch;
+  const totalSteps = Math.min(epochs * stepsPerEpoch, options.maxSteps ?? Infinity);
+  if (!(totalSteps >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `maxSteps must be >= 1, got ${options.maxSteps}`);
   const hasHints = trainer.pairs.length > 0;
   const hintSteps = schedule === 'fitnets' && hasHints
     ? Math.max(1, Math.round((options.hintFraction ?? DISTILL_RUN_DEFAULTS.hintFraction) * totalSteps))
@@ -94,11 +97,11 @@ export async function distill(
   const history: EpochSummary[] = [];
   let globalStep = 0;
   try {
-    for (let epoch = 1; epoch <= epochs; epoch++) {
+    for (let epoch = 1; epoch <= epochs && globalStep < totalSteps; epoch++) {
       const order = shuffledIndices(data.count, seed * 7919 + epoch);
       const sums: EpochSummary['phases'] = {};
       const batches = batchIndices(order, batchSize);
-      for (let b = 0; b < batches.length; b++) {
+      for (let b = 0; b < batches.length && globalStep < totalSteps; b++) {
         if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'distillation aborted');
         const phase = phaseAt(globalStep);
         const batch = makeBatch(data, batches[b]!);
@@ -121,6 +124,31 @@ export async function distill(
     trainer.dispose();
   }
   return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history };
+}
+
+export interface DistillFineTunerOptions extends Omit<DistillOptions, 'maxSteps'> {
+  /** Steps of a 'brief' fine-tune (after each pruning step). Default 50. */
+  briefSteps?: number;
+  /** Epochs of the 'final' fine-tune (once the budgets hold). Default `epochs` or 1. */
+  finalEpochs?: number;
+}
+
+/**
+ * A fine-tuner for the pruning loop (matches compress/budget's FineTuner): trains the pruned
+ * student in place with multi-level knowledge transfer from the same frozen teacher. Hint adapters
+ * are rebuilt on each call, since pruning changes the student's channel counts.
+ */
+export function createDistillFineTuner(
+  teacher: tf.LayersModel | null,
+  data: ImageSet,
+  options: DistillFineTunerOptions = {},
+): (student: tf.LayersModel, request: { kind: 'brief' | 'final'; iteration?: number }) => Promise<void> {
+  return async (student, request) => {
+    const seed = (options.seed ?? 0) + (request.iteration ?? 0);
+    const schedule = options.schedule ?? 'joint';
+    if (request.kind === 'brief') await distill(teacher, student, data, { ...options, schedule, seed, epochs: Math.max(1, options.epochs ?? 1), maxSteps: options.briefSteps ?? 50 });
+    else await distill(teacher, student, data, { ...options, schedule, seed, epochs: options.finalEpochs ?? options.epochs ?? 1 });
+  };
 }
 
 /** Hard-label training (no teacher): the "labels only" baseline and the teacher's own training. */

@@ -3,6 +3,8 @@ export { makeBatch, batchIndices, type Batch } from './batches.js';
 export {
   distill,
   trainSupervised,
+  createDistillFineTuner,
+  type DistillFineTunerOptions,
   evaluateAccuracy,
   DISTILL_RUN_DEFAULTS,
   type DistillOptions,
