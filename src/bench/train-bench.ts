@@ -54,6 +54,9 @@ export interface TrainBenchResult {
   stepMs1Worker: number | null;
   stepMsNWorkers: number | null;
   speedup: number | null;
+  /** The anchor with N threads, and stepMsNWorkers against it: both sides using every core. */
+  torchStepMsNThreads: number | null;
+  ratioN: number | null;
   /**
    * CPU-time view of the same steps, robust to other load on the machine: this thread's CPU ms per
    * step, the busiest worker's gradient CPU ms with 1 and N workers, and their quotient (the
@@ -183,7 +186,7 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
   if (!Number.isInteger(o.batch) || o.batch < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `batch must be a positive integer, got ${o.batch}`);
   if (!Number.isInteger(o.workers) || o.workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be a positive integer, got ${o.workers}`);
   const clock = o.clock ?? systemClock;
-  const perVariant = 3 + (o.workers > 1 ? o.warmup + o.steps : 0);
+  const perVariant = 3 + (o.workers > 1 ? o.warmup + o.steps + 1 : 0);
   const total = perVariant * o.variants.length;
   let done = 0;
   const say = (message: string): void => o.progress?.({ message, done: done++, total });
@@ -206,6 +209,11 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
       say(`${variant}: PyTorch anchor (1 thread)`);
       const torch = o.anchor ? await o.anchor(variant, { batch: o.batch, steps: o.steps, threads: 1 }) : null;
       torchVersion ??= torch?.version ?? null;
+      let torchN: TorchAnchorResult | null = null;
+      if (o.anchor && torch && par) {
+        say(`${variant}: PyTorch anchor (${o.workers} threads)`);
+        torchN = await o.anchor(variant, { batch: o.batch, steps: o.steps, threads: o.workers });
+      }
       results.push({
         variant,
         stepMs: round(stepMs),
@@ -217,6 +225,8 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
         stepMs1Worker: par ? round(par.stepMs1) : null,
         stepMsNWorkers: par ? round(par.stepMsN) : null,
         speedup: par ? round(par.stepMs1 / par.stepMsN, 3) : null,
+        torchStepMsNThreads: torchN ? torchN.stepMs : null,
+        ratioN: torchN && par ? round(par.stepMsN / torchN.stepMs, 3) : null,
         cpu: {
           stepMs: stepCpuMs,
           stepMs1Worker: par?.cpuMs1 ?? null,

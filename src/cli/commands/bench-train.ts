@@ -96,6 +96,10 @@ function printTable(ctx: CliContext, r: TrainBenchReport): void {
         `${fmt(c.stepMsNWorkers, 0)} ms (${r.workers}) = ${fmt(c.speedup, 2)}x`,
     );
   }
+  for (const x of r.results) {
+    if (x.ratioN === null) continue;
+    ctx.out(`${x.variant.padEnd(9)} all cores: ${fmt(x.stepMsNWorkers)} ms with ${r.workers} workers vs PyTorch ${fmt(x.torchStepMsNThreads)} ms with ${r.workers} threads (ratio ${fmt(x.ratioN, 2)})`);
+  }
   if (r.speedup) ctx.out(`${r.speedup.workers} workers: ${r.speedup.factor.toFixed(2)}x faster per step than 1 (${r.speedup.variant})`);
 }
 
