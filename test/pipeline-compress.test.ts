@@ -140,4 +140,34 @@ describe('edgekt compress pipeline', () => {
     expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', path.join(root, 'nope'), '--data', dataSpec, '--profile', profile])).toBe(3);
     expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', teacherDir, '--data', dataSpec, '--profile', 'no-such-profile'])).toBe(3);
   });
+
+  it('a residual (functional) teacher compresses to a valid student under a relative budget', async () => {
+    const x = tf.input({ shape: [8, 8, 1] });
+    const conv = (t: tf.SymbolicTensor, f: number, seed: number): tf.SymbolicTensor =>
+      tf.layers.conv2d({ filters: f, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal({ seed }) }).apply(t) as tf.SymbolicTensor;
+    const bnRelu = (t: tf.SymbolicTensor): tf.SymbolicTensor =>
+      tf.layers.activation({ activation: 'relu' }).apply(tf.layers.batchNormalization().apply(t)) as tf.SymbolicTensor;
+    const stem = bnRelu(conv(x, 16, 1));
+    const branch = tf.layers.batchNormalization().apply(conv(bnRelu(conv(stem, 16, 2)), 16, 3)) as tf.SymbolicTensor;
+    const sum = tf.layers.activation({ activation: 'relu' }).apply(tf.layers.add().apply([stem, branch])) as tf.SymbolicTensor;
+    const gap = tf.layers.globalAveragePooling2d({}).apply(sum) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }).apply(gap) as tf.SymbolicTensor;
+    const teacher = tf.model({ inputs: x, outputs: out });
+    const dir = path.join(root, 'teacher-res');
+    await saveModel(teacher, dir);
+    const teacherParams = teacher.countParams();
+    teacher.dispose();
+    const out2 = path.join(root, 'out-res');
+    const { report } = await runCompressCommand(ctx(), { ...options(profileFile('p-res', { modelSizeKB: '0.15x' }), out2), teacher: dir });
+    expect(report.met).toBe(true);
+    expect(report.student.params).toBeLessThanOrEqual(0.15 * teacherParams);
+    const student = (await loadModel(path.join(out2, 'student'))).model;
+    const y = tf.tidy(() => (student.predict(tf.zeros([2, 8, 8, 1])) as tf.Tensor).shape);
+    expect(y).toEqual([2, 3]);
+    for (const name of student.layers.filter((l) => l.getClassName() === 'Add').map((l) => l.name)) {
+      const ch = student.getLayer(name).inboundNodes[0]!.inputTensors.map((t) => t.shape[3]);
+      expect(new Set(ch).size).toBe(1);
+    }
+    student.dispose();
+  });
 });
