@@ -70,6 +70,8 @@ const CONV_CASES: Case[] = [
   { x: [2, 8, 10, 4], filter: [5, 5, 4, 3], strides: [2, 2], pad: 'valid' },
   { x: [2, 8, 10, 4], filter: [1, 1, 4, 6], strides: [2, 2], pad: 'same' },
   { x: [1, 8, 8, 3], filter: [1, 1, 3, 4], strides: [1, 1], pad: 'valid' },
+  { x: [3, 7, 9, 5], filter: [1, 1, 5, 4], strides: [1, 1], pad: 'same' },
+  { x: [3, 7, 9, 4], filter: [1, 1, 4, 7], strides: [1, 1], pad: 'valid' },
   { x: [2, 9, 7, 2], filter: [3, 5, 2, 3], strides: [1, 1], pad: 'valid' },
   { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: [2, 1], pad: 'same' },
   { x: [2, 6, 7, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: [[0, 0], [3, 0], [0, 2], [0, 0]] },
@@ -176,6 +178,9 @@ describe('wasm training kernels', () => {
       // 6 images of dy 4x5x3 floats (240 B) → chunks of 3 (2 calls); 5 images → 5 calls of 1.
       await check({ x: [6, 7, 9, 2], filter: [3, 3, 2, 3], strides: [2, 2], pad: 'same' }, false);
       await check({ x: [5, 8, 7, 3], filter: [3, 3, 3, 2], strides: [1, 1], pad: 'valid' }, false);
+      // 1x1 stride 1: chunks along the n·H·W positions (4·6·5 = 120 → 40 of 24 B).
+      await check({ x: [4, 6, 5, 3], filter: [1, 1, 3, 6], strides: [1, 1], pad: 'same' }, false);
+      await check({ x: [4, 6, 5, 6], filter: [1, 1, 6, 3], strides: [1, 1], pad: 'same' }, false);
     } finally {
       setFilterChunkBytes(old);
     }

@@ -137,6 +137,9 @@ export function conv2DBackpropFilterKernel(
   const left = info.padInfo.left;
   const bottom = Math.max(0, fh + (oh - 1) * sh - h - top);
   const right = Math.max(0, fw + (ow - 1) * sw - w - left);
+  if (fh === 1 && fw === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && oh === h && ow === w) {
+    return pointwiseFilterGrad(backend, x, dy, ci, co);
+  }
   const nc = batchChunk(n, oh * ow * co * 4);
   const g = n / nc;
   const xt = transposeRaw(backend, reshapeView(x, [g, nc, h, w, ci]), [0, 4, 2, 3, 1]);
@@ -171,5 +174,46 @@ export function conv2DBackpropFilterKernel(
   }
   const out = alloc(backend, [fh, fw, ci, co]);
   heap(backend, out).set(acc);
+  return out;
+}
+
+/**
+ * 1x1 stride-1 filter gradient dW = xᵀ·dy as 1x1 convolutions: the wider of x and dy, transposed,
+ * gives the "pixels" (each carrying the P = n·H·W positions as channels) and the other, as it lies,
+ * is the filter XNNPACK packs, so fewer weights are packed per multiply. Chunked along P like the
+ * general case; a P without a usable divisor runs in one call.
+ */
+function pointwiseFilterGrad(backend: Backend, x: tf.TensorInfo, dy: tf.TensorInfo, ci: number, co: number): tf.TensorInfo {
+  const p = x.shape.reduce((a, b) => a * b, 1) / ci;
+  const swap = co > ci;
+  const [rowsT, pixels, other, cols] = swap ? [dy, co, x, ci] : [x, ci, dy, co];
+  let pc = batchChunk(p, cols * 4);
+  if (p / pc > 64) pc = p;
+  const g = p / pc;
+  const t = transposeRaw(backend, reshapeView(rowsT, [g, pc, pixels]), [0, 2, 1]);
+  const acc = new Float64Array(pixels * cols);
+  try {
+    for (let k = 0; k < g; k++) {
+      const tv = viewAt(backend, t, k * pixels * pc, [1, 1, pixels, pc]);
+      const fv = viewAt(backend, other, k * pc * cols, [1, 1, pc, cols]);
+      let o: tf.TensorInfo | undefined;
+      try {
+        o = convRaw(backend, tv, fv, { pads: [0, 0, 0, 0], strides: [1, 1], dilations: [1, 1] });
+        const src = heap(backend, o);
+        for (let i = 0; i < acc.length; i++) acc[i]! += src[i]!;
+      } finally {
+        release(backend, o);
+        releaseView(backend, tv);
+        releaseView(backend, fv);
+      }
+    }
+  } finally {
+    release(backend, t);
+  }
+  const out = alloc(backend, [1, 1, ci, co]);
+  const dst = heap(backend, out);
+  if (!swap) dst.set(acc);
+  // acc is dWᵀ [co, ci] when swapped.
+  else for (let i = 0; i < ci; i++) for (let o = 0; o < co; o++) dst[i * co + o] = acc[o * ci + i]!;
   return out;
 }
