@@ -190,4 +190,17 @@ describe('data-parallel trainer', () => {
     await expect(trainer.step(b)).rejects.toMatchObject({ code: 'EDGEKT_ERR_WORKER' });
     model.dispose();
   });
+
+  it('fails a step whose worker does not answer in time, instead of hanging', async () => {
+    const model = convModel(false);
+    const trainer = await createDataParallelTrainer({ workers: 1, ...fromLayersModel(model), optimizer: { kind: 'adam', lr: 1e-3 }, loss: 'softmax-ce', backend: 'cpu', stepTimeoutMs: 5 });
+    try {
+      // A first cpu-backend step on 512 samples takes far longer than 5 ms.
+      await expect(trainer.step(batchOf(512, [6, 6, 2], 3, 5))).rejects.toMatchObject({ code: 'EDGEKT_ERR_WORKER' });
+      await expect(trainer.step(batchOf(2, [6, 6, 2], 3, 5))).rejects.toMatchObject({ code: 'EDGEKT_ERR_WORKER' });
+    } finally {
+      await trainer.dispose();
+      model.dispose();
+    }
+  });
 });

@@ -14,6 +14,10 @@ export interface DataParallelTrainerOptions {
   optimizer: OptimizerSpec;
   loss: LossName;
   backend?: BackendChoice;
+  /** Fail if the workers are not ready in time (loading tfjs and wasm). Default 120 s. */
+  initTimeoutMs?: number;
+  /** Fail a step (and the trainer) when a worker does not answer in time. Default: wait forever. */
+  stepTimeoutMs?: number;
 }
 
 /** One batch as plain arrays; it is split along the first axis into one shard per worker. */
@@ -77,14 +81,22 @@ function createChannel(worker: Worker, index: number) {
   worker.on('exit', (code) => failAll(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index} exited (code ${code})`)));
   return {
     worker,
-    call<T extends FromWorker['type']>(msg: ToWorker, expect: T, transfer: ArrayBuffer[] = []): Promise<Extract<FromWorker, { type: T }>> {
+    call<T extends FromWorker['type']>(msg: ToWorker, expect: T, transfer: ArrayBuffer[] = [], timeoutMs?: number): Promise<Extract<FromWorker, { type: T }>> {
       if (dead) return Promise.reject(dead);
+      let timer: NodeJS.Timeout | undefined;
       return new Promise<FromWorker>((resolve, reject) => {
         // Keep the process alive only while a reply is awaited, so a forgotten dispose cannot hang it.
         if (pending.length === 0) worker.ref();
         pending.push({ resolve, reject });
         worker.postMessage(msg, transfer);
-      }).then((m) => {
+        if (timeoutMs !== undefined) {
+          // A worker that does not answer is in an unknown state: fail everything and stop it.
+          timer = setTimeout(() => {
+            failAll(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index}: no reply to ${msg.type} within ${timeoutMs} ms`));
+            void worker.terminate();
+          }, timeoutMs);
+        }
+      }).finally(() => clearTimeout(timer)).then((m) => {
         if (m.type !== expect) throw new EdgektError('EDGEKT_ERR_WORKER', `worker ${index}: expected ${expect}, got ${m.type}`);
         return m as Extract<FromWorker, { type: T }>;
       });
@@ -138,7 +150,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
   let backend: string;
   try {
     const init: ToWorker = { type: 'init', backend: opts.backend ?? 'auto', modelJson, weights: opts.weights, optimizer: opts.optimizer, loss: opts.loss };
-    const ready = await Promise.all(channels.map((c) => c.call(init, 'ready')));
+    const ready = await Promise.all(channels.map((c) => c.call(init, 'ready', [], opts.initTimeoutMs ?? 120_000)));
     slots = ready[0]!.slots;
     backend = ready[0]!.backend;
     grads = ready.map((r) => new Float32Array(r.grads));
@@ -175,7 +187,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
         const y = batch.y.slice(start * sy, (start + size) * sy);
         start += size;
         const msg: ToWorker = { type: 'grad', x, xShape: [size, ...batch.xShape.slice(1)], y, yShape: [size, ...batch.yShape.slice(1)] };
-        return channels[i]!.call(msg, 'grads', [x.buffer as ArrayBuffer, y.buffer as ArrayBuffer]);
+        return channels[i]!.call(msg, 'grads', [x.buffer as ArrayBuffer, y.buffer as ArrayBuffer], opts.stepTimeoutMs);
       }),
     );
     const coef = sizes.map((s) => s / n);
@@ -188,7 +200,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
       const ci = coef[i]!;
       for (let j = 0; j < len; j++) avg[j] = avg[j]! + ci * gi[j]!;
     }
-    const applied = await Promise.all(channels.map((c) => c.call({ type: 'apply' }, 'applied')));
+    const applied = await Promise.all(channels.map((c) => c.call({ type: 'apply' }, 'applied', [], opts.stepTimeoutMs)));
     tensorCounts = applied.map((a) => a.numTensors);
     timings = { gradMs: replies.map((r) => r.ms), gradCpuMs: replies.map((r) => r.cpuMs), applyMs: applied.map((a) => a.ms), totalMs: performance.now() - t0 };
     return { loss: replies.reduce((a, r, i) => a + coef[i]! * r.loss, 0) };
