@@ -25,6 +25,7 @@ interface PaperOptions {
   latency: string;
   runs: number;
   evalLimit: number;
+  trainLimit?: number;
   seed: number;
 }
 
@@ -36,7 +37,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--out <dir>', 'compression output (default $EDGEKT_CACHE|.cache/bench-paper)')
     .option('--resume', 'resume an interrupted compression in OUT')
     .option('--json', 'print JSON')
-    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
+    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
     .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
@@ -44,6 +45,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--size <budget>', 'model size budget relative to the teacher', '0.02x')
     .option('--latency <budget>', 'p95 latency budget relative to the teacher', '0.3x')
     .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
+    .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
     .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
     .option('--seed <n>', 'seed', parseIntOption('seed'), 0)
     .action(
@@ -66,7 +68,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const copts: CompressCliOptions = {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: o.resume, json: true, evalLimit: o.evalLimit,
           seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
-          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1,
+          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         };
         const started = performance.now();
         let met = true;

@@ -8,7 +8,7 @@ import { defaultStages } from '../../compress/pipeline/stages.js';
 import { renderChartSvg, renderMarkdown, type CompressReport } from '../../compress/report/index.js';
 import { IMPORTANCE_KINDS, type ImportanceKind } from '../../compress/prune/index.js';
 import { EdgektError, EXIT } from '../../core/errors.js';
-import { loadDataset } from '../../data/index.js';
+import { loadDataset, shuffledIndices, subset } from '../../data/index.js';
 import { loadModel, saveModel } from '../../model/index.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { checkRunIdentity, createDirCheckpointStore, runFingerprint } from './compress-store.js';
@@ -23,6 +23,8 @@ export interface CompressCliOptions {
   json?: boolean;
   limit?: number;
   evalLimit?: number;
+  /** Train on at most this many (seeded random) training samples; validation and test stay whole. */
+  trainLimit?: number;
   /** Share of training data held out for the loop's accuracy checks (else the test split is used). */
   valFraction?: number;
   seed: number;
@@ -86,7 +88,10 @@ export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions,
   const info = await ctx.backend();
   const teacher = (await loadModel(o.teacher)).model;
   try {
-    const data = await loadDataset(o.data, { seed: o.seed, ...(o.limit ? { limit: o.limit } : {}), ...(o.valFraction ? { valFraction: o.valFraction } : {}) });
+    const loaded = await loadDataset(o.data, { seed: o.seed, ...(o.limit ? { limit: o.limit } : {}), ...(o.valFraction ? { valFraction: o.valFraction } : {}) });
+    const data = o.trainLimit && o.trainLimit < loaded.train.count
+      ? { ...loaded, train: subset(loaded.train, shuffledIndices(loaded.train.count, o.seed + 17).subarray(0, o.trainLimit)) }
+      : loaded;
     const root = path.join(o.out, 'checkpoints');
     const store = createDirCheckpointStore(root);
     const { teacher: _t, out: _o, resume: _r, json: _j, ...settings } = o;
@@ -145,6 +150,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--json', 'print the report as JSON')
     .option('--limit <n>', 'use at most N samples per source split', parseIntOption('limit'))
     .option('--eval-limit <n>', 'evaluation samples inside the pruning loop', parseIntOption('eval-limit'))
+    .option('--train-limit <n>', 'train on at most N training samples (validation/test untouched)', parseIntOption('train-limit'))
     .option('--val-fraction <f>', 'hold out this share of training data for accuracy checks in the loop', parseFloatOption('val-fraction'))
     .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), 0)
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
