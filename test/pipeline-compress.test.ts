@@ -130,7 +130,15 @@ describe('edgekt compress pipeline', () => {
     const profile = profileFile('p-unreachable', { modelSizeKB: 0.001 });
     const argv = ['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', teacherDir, '--data', dataSpec, '--profile', profile,
       '--out', out, '--width', '1', '--distill-epochs', '1', '--final-epochs', '1', '--brief-samples', '16', '--step', '0.5', '--max-iterations', '3', '--runs', '2', '--min-channels', '2', '--round-to', '1'];
-    expect(await main(argv)).toBe(4);
+    const lines: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((s: string) => (lines.push(String(s)), true)) as typeof process.stdout.write;
+    try {
+      expect(await main([...argv, '--json'])).toBe(4);
+    } finally {
+      process.stdout.write = write;
+    }
+    expect((JSON.parse(lines.join('')) as CompressReport).met).toBe(false);
     const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8')) as CompressReport;
     expect(report.met).toBe(false);
     const saved = (await loadModel(path.join(out, 'student'))).model;

@@ -1,4 +1,4 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
@@ -173,7 +173,11 @@ export function registerCompress(program: Command, ctx: CliContext): void {
           else ctx.out(summary(report, opts.out));
           return EXIT.OK;
         } catch (e) {
-          if (e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE' && !opts.json) ctx.out(`closest model saved in ${path.join(opts.out, 'student')}; see ${path.join(opts.out, 'report.md')}`);
+          if (e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE') {
+            // The closest model and its report were written: report them like a success.
+            if (opts.json) printJson(ctx, JSON.parse(await readFile(path.join(opts.out, 'report.json'), 'utf8')));
+            else ctx.out(`closest model saved in ${path.join(opts.out, 'student')}; see ${path.join(opts.out, 'report.md')}`);
+          }
           throw e;
         }
       }),
