@@ -22,7 +22,7 @@ interface PaperOptions {
   briefSamples: number;
   step: number;
   size: string;
-  latency: string;
+  latency?: string;
   runs: number;
   evalLimit: number;
   trainLimit?: number;
@@ -42,8 +42,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
     .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), 0.1)
-    .option('--size <budget>', 'model size budget relative to the teacher', '0.02x')
-    .option('--latency <budget>', 'p95 latency budget relative to the teacher', '0.3x')
+    .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', '0.01x')
+    .option('--latency <budget>', 'optional p95 latency budget relative to the teacher, e.g. 0.3x (p95 is noisy on a shared machine)')
     .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
     .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
     .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
@@ -59,9 +59,9 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const profileFile = path.join(out, 'paper-profile.json');
         await writeFile(profileFile, JSON.stringify({
           name: 'paper-fashion-mnist',
-          description: 'bench paper: relative budgets for the issue-5 targets (params ≥ 50×, latency ≥ 3.2×)',
+          description: 'bench paper: size budget relative to the teacher; latency is compared in the table (interleaved p50)',
           match: { arch: [process.arch] },
-          budgets: { modelSizeKB: o.size, latencyP95: o.latency },
+          budgets: { modelSizeKB: o.size, ...(o.latency ? { latencyP95: o.latency } : {}) },
           runtime: { backend: 'auto', threads: 1 },
           training: { batchSize: 64, maxRssMB: 4000, maxTemperatureC: 95 },
         }, null, 2));
