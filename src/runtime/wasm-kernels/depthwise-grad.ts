@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { convForInputGrad } from './conv2d-grad.js';
 import { type Backend, alloc, heap, release, reshapeView, sumLastAxisRaw } from './wasm-backend.js';
+import { type DotFn, addressOf, simdDot } from './simd.js';
 
 type Shape4 = [number, number, number, number];
 
@@ -73,6 +74,13 @@ export function depthwiseBackpropFilterKernel(
   const pt = ci.padInfo.top;
   const pl = ci.padInfo.left;
   const acc = new Float64Array(fh * fw * cm);
+  const dot = m === 1 && c % 4 === 0 ? simdDot(backend) : null;
+  if (dot) {
+    simdFilterGrad(backend, dot, x, dyInfo, ci, acc);
+    const out = alloc(backend, attrs.filterShape);
+    heap(backend, out).set(acc);
+    return out;
+  }
   const xs = heap(backend, x);
   const dys = heap(backend, dyInfo);
   for (let b = 0; b < n; b++) {
@@ -103,4 +111,57 @@ export function depthwiseBackpropFilterKernel(
   const out = alloc(backend, attrs.filterShape);
   heap(backend, out).set(acc);
   return out;
+}
+
+/**
+ * Depthwise filter gradient (multiplier 1) with the SIMD dot routine: for each image, row and tap,
+ * one strided multiply-accumulate over the valid output columns into a float32 per-image scratch,
+ * which is added into the float64 total after each image.
+ */
+function simdFilterGrad(
+  backend: Backend, dot: DotFn, x: tf.TensorInfo, dy: tf.TensorInfo, ci: tf.backend_util.Conv2DInfo, acc: Float64Array,
+): void {
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = ci;
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw } = ci;
+  const { dilationHeight: dh, dilationWidth: dw } = ci;
+  const pt = ci.padInfo.top;
+  const pl = ci.padInfo.left;
+  const scratch = alloc(backend, [fh * fw * c]);
+  try {
+    const sp = addressOf(backend, scratch.dataId);
+    const xp = addressOf(backend, x.dataId);
+    const yp = addressOf(backend, dy.dataId);
+    const lo: number[] = [];
+    const count: number[] = [];
+    for (let kx = 0; kx < fw; kx++) {
+      const first = Math.max(0, Math.ceil((pl - kx * dw) / sw));
+      const last = Math.min(ow - 1, Math.floor((w - 1 + pl - kx * dw) / sw));
+      lo.push(first);
+      count.push(Math.max(0, last - first + 1));
+    }
+    for (let b = 0; b < n; b++) {
+      heap(backend, scratch).fill(0);
+      for (let oy = 0; oy < oh; oy++) {
+        for (let ky = 0; ky < fh; ky++) {
+          const iy = oy * sh - pt + ky * dh;
+          if (iy < 0 || iy >= h) continue;
+          for (let kx = 0; kx < fw; kx++) {
+            if (count[kx] === 0) continue;
+            const ox = lo[kx]!;
+            const ix = ox * sw - pl + kx * dw;
+            dot(
+              sp + (ky * fw + kx) * c * 4,
+              xp + ((b * h + iy) * w + ix) * c * 4, sw * c * 4,
+              yp + ((b * oh + oy) * ow + ox) * c * 4, c * 4,
+              count[kx]!, c * 4,
+            );
+          }
+        }
+      }
+      const part = heap(backend, scratch);
+      for (let i = 0; i < part.length; i++) acc[i]! += part[i]!;
+    }
+  } finally {
+    release(backend, scratch);
+  }
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { type Backend, alloc, heap } from './wasm-backend.js';
+import { type Backend, alloc, heap, release } from './wasm-backend.js';
+import { type DotFn, addressOf, simdDot } from './simd.js';
 
 interface ReduceAttrs {
   axis: number | number[];
@@ -35,6 +36,11 @@ function reduceOuter(backend: Backend, x: tf.TensorInfo, attrs: ReduceAttrs, mea
     : x.shape.filter((_, i) => !axes.includes(i));
   const acc = new Float64Array(inner);
   const out = alloc(backend, outShape);
+  const dot = inner % 4 === 0 ? simdDot(backend) : null;
+  if (dot) {
+    simdColumnSums(backend, dot, x, out, p, mean ? 1 / red : 1);
+    return out;
+  }
   const src = heap(backend, x);
   const dst = heap(backend, out);
   const scale = mean ? 1 / red : 1;
@@ -48,6 +54,39 @@ function reduceOuter(backend: Backend, x: tf.TensorInfo, attrs: ReduceAttrs, mea
     for (let i = 0; i < inner; i++) dst[d + i] = acc[i]! * scale;
   }
   return out;
+}
+
+/** Rows summed in float32 by the SIMD routine before each float64 accumulation. */
+const ROW_BLOCK = 1024;
+
+function simdColumnSums(
+  backend: Backend, dot: DotFn, x: tf.TensorInfo, out: tf.TensorInfo,
+  p: { outer: number; red: number; inner: number }, scale: number,
+): void {
+  const { outer, red, inner } = p;
+  const ones = alloc(backend, [inner]);
+  const scratch = alloc(backend, [inner]);
+  try {
+    heap(backend, ones).fill(1);
+    const op = addressOf(backend, ones.dataId);
+    const sp = addressOf(backend, scratch.dataId);
+    const xp = addressOf(backend, x.dataId);
+    const acc = new Float64Array(inner);
+    for (let o = 0; o < outer; o++) {
+      acc.fill(0);
+      for (let r0 = 0; r0 < red; r0 += ROW_BLOCK) {
+        const rows = Math.min(ROW_BLOCK, red - r0);
+        const part = heap(backend, scratch);
+        part.fill(0);
+        dot(sp, xp + (o * red + r0) * inner * 4, inner * 4, op, 0, rows, inner * 4);
+        for (let i = 0; i < inner; i++) acc[i]! += part[i]!;
+      }
+      const dst = heap(backend, out);
+      for (let i = 0; i < inner; i++) dst[o * inner + i] = acc[i]! * scale;
+    }
+  } finally {
+    release(backend, ones, scratch);
+  }
 }
 
 /**
