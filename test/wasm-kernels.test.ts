@@ -102,12 +102,17 @@ const POOL_CASES: PoolCase[] = [
   { x: [2, 9, 7, 5], size: 2, stride: 2, pad: 'same' },
   { x: [2, 9, 7, 3], size: 3, stride: 2, pad: 'same' },
   { x: [3, 7, 9, 2], size: 3, stride: 1, pad: 'valid' },
+  { x: [2, 9, 7, 8], size: 2, stride: 2, pad: 'valid' },
+  { x: [2, 9, 7, 4], size: 2, stride: 2, pad: 'same' },
+  { x: [1, 8, 8, 4], size: 3, stride: 3, pad: 'valid' },
+  { x: [2, 8, 6, 8], size: 3, stride: 2, pad: 'same' },
 ];
 
 async function poolGrad(backend: string, c: PoolCase): Promise<Float32Array> {
   await tf.setBackend(backend);
   return tf.tidy(() => {
-    const x = tf.tensor4d(randn(c.x.reduce((p, q) => p * q), 4), c.x);
+    // Rounded values so that windows hold ties (as after a ReLU): the first maximum must win.
+    const x = tf.tensor4d(randn(c.x.reduce((p, q) => p * q), 4).map((v) => Math.max(0, Math.round(v))), c.x);
     const op = (a: tf.Tensor4D): tf.Tensor4D => tf.maxPool(a, c.size, c.stride, c.pad);
     const r = tf.tensor(randn(op(x).size, 5), op(x).shape);
     return tf.grad((a) => op(a as tf.Tensor4D).mul(r).sum())(x).dataSync() as Float32Array;

@@ -13,6 +13,18 @@ import type { Backend } from './wasm-backend.js';
  */
 export type DotFn = (acc: number, x: number, xStride: number, y: number, yStride: number, count: number, cBytes: number) => void;
 
+/**
+ *   maxGrad(taps, t, delta, dy, cBytes): taps holds t byte addresses of one pooling window's input
+ *   channel vectors; per channel, the first maximal tap gets dy, the other taps 0, written at
+ *   tap + delta (the same position in dx).
+ */
+export type MaxGradFn = (taps: number, t: number, delta: number, dy: number, cBytes: number) => void;
+
+export interface SimdRoutines {
+  dot: DotFn;
+  maxGrad: MaxGradFn;
+}
+
 // prettier-ignore
 const CODE = [
   0x02, 0x40, 0x03, 0x40, // block, loop (over 4-channel blocks)
@@ -35,6 +47,37 @@ const CODE = [
   0x0b, // end function
 ];
 
+// prettier-ignore
+const MAX_GRAD = [
+  0x02, 0x40, 0x03, 0x40, // block, loop (over 4-channel blocks)
+  0x20, 0x05, 0x20, 0x04, 0x4f, 0x0d, 0x01, // if cb >= cBytes break
+  0x20, 0x00, 0x28, 0x02, 0x00, 0x20, 0x05, 0x6a, // taps[0] + cb
+  0xfd, 0x00, 0x02, 0x00, 0x21, 0x08, // best = load
+  0x41, 0x00, 0xfd, 0x11, 0x21, 0x09, // idx = splat(0)
+  0x41, 0x01, 0x21, 0x06, // i = 1
+  0x02, 0x40, 0x03, 0x40,
+  0x20, 0x06, 0x20, 0x01, 0x4f, 0x0d, 0x01, // if i >= t break
+  0x20, 0x00, 0x20, 0x06, 0x41, 0x02, 0x74, 0x6a, 0x28, 0x02, 0x00, 0x20, 0x05, 0x6a, // taps[i] + cb
+  0xfd, 0x00, 0x02, 0x00, 0x22, 0x0a, // v = load
+  0x20, 0x08, 0xfd, 0x44, 0x21, 0x0b, // m = v > best
+  0x20, 0x0a, 0x20, 0x08, 0x20, 0x0b, 0xfd, 0x52, 0x21, 0x08, // best = m ? v : best
+  0x20, 0x06, 0xfd, 0x11, 0x20, 0x09, 0x20, 0x0b, 0xfd, 0x52, 0x21, 0x09, // idx = m ? i : idx
+  0x20, 0x06, 0x41, 0x01, 0x6a, 0x21, 0x06, // i += 1
+  0x0c, 0x00, 0x0b, 0x0b,
+  0x20, 0x03, 0x20, 0x05, 0x6a, 0xfd, 0x00, 0x02, 0x00, 0x21, 0x0c, // g = load(dy + cb)
+  0x41, 0x00, 0x21, 0x06, // i = 0
+  0x02, 0x40, 0x03, 0x40,
+  0x20, 0x06, 0x20, 0x01, 0x4f, 0x0d, 0x01, // if i >= t break
+  0x20, 0x00, 0x20, 0x06, 0x41, 0x02, 0x74, 0x6a, 0x28, 0x02, 0x00, 0x20, 0x05, 0x6a, 0x20, 0x02, 0x6a, // taps[i] + cb + delta
+  0x20, 0x0c, 0x20, 0x09, 0x20, 0x06, 0xfd, 0x11, 0xfd, 0x37, 0xfd, 0x4e, // g & (idx == i)
+  0xfd, 0x0b, 0x02, 0x00, // store
+  0x20, 0x06, 0x41, 0x01, 0x6a, 0x21, 0x06, // i += 1
+  0x0c, 0x00, 0x0b, 0x0b,
+  0x20, 0x05, 0x41, 0x10, 0x6a, 0x21, 0x05, // cb += 16
+  0x0c, 0x00, 0x0b, 0x0b,
+  0x0b,
+];
+
 function section(id: number, body: number[]): number[] {
   return [id, ...leb(body.length), ...body];
 }
@@ -55,15 +98,16 @@ function name(s: string): number[] {
 }
 
 function moduleBytes(): Uint8Array {
-  const locals = [0x02, 0x04, 0x7f, 0x01, 0x7b]; // 4 × i32 (cb, j, px, py), 1 × v128 (s)
-  const body = [...locals, ...CODE];
+  const dot = [0x02, 0x04, 0x7f, 0x01, 0x7b, ...CODE]; // 4 × i32 (cb, j, px, py), 1 × v128 (s)
+  const maxGrad = [0x02, 0x03, 0x7f, 0x05, 0x7b, ...MAX_GRAD]; // 3 × i32 (cb, i, -), 5 × v128
+  const i32s = (k: number): number[] => [0x60, k, ...new Array<number>(k).fill(0x7f), 0x00];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [0x01, 0x60, 0x07, ...new Array<number>(7).fill(0x7f), 0x00]),
+    ...section(1, [0x02, ...i32s(7), ...i32s(5)]),
     ...section(2, [0x01, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01]),
-    ...section(3, [0x01, 0x00]),
-    ...section(7, [0x01, ...name('dot'), 0x00, 0x00]),
-    ...section(10, [0x01, ...leb(body.length), ...body]),
+    ...section(3, [0x02, 0x00, 0x01]),
+    ...section(7, [0x02, ...name('dot'), 0x00, 0x00, ...name('maxGrad'), 0x00, 0x01]),
+    ...section(10, [0x02, ...leb(dot.length), ...dot, ...leb(maxGrad.length), ...maxGrad]),
   ]);
 }
 
@@ -74,23 +118,28 @@ interface WebAssemblyApi {
 }
 const WA = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
-const cache = new WeakMap<Backend, DotFn | null>();
+const cache = new WeakMap<Backend, SimdRoutines | null>();
 
-/** The SIMD dot routine bound to this backend's memory, or null when SIMD or the memory is unavailable. */
-export function simdDot(backend: Backend): DotFn | null {
+/** The SIMD routines bound to this backend's memory, or null when SIMD or the memory is unavailable. */
+export function simdRoutines(backend: Backend): SimdRoutines | null {
   if (cache.has(backend)) return cache.get(backend)!;
-  let fn: DotFn | null = null;
+  let fns: SimdRoutines | null = null;
   try {
     const memory = (backend.wasm as unknown as { asm?: { memory?: unknown } }).asm?.memory;
     if (memory instanceof WA.Memory) {
-      const instance = new WA.Instance(new WA.Module(moduleBytes()), { env: { memory } });
-      fn = instance.exports['dot'] as DotFn;
+      const { exports } = new WA.Instance(new WA.Module(moduleBytes()), { env: { memory } });
+      fns = { dot: exports['dot'] as DotFn, maxGrad: exports['maxGrad'] as MaxGradFn };
     }
   } catch {
-    fn = null;
+    fns = null;
   }
-  cache.set(backend, fn);
-  return fn;
+  cache.set(backend, fns);
+  return fns;
+}
+
+/** The SIMD dot routine, or null (see simdRoutines). */
+export function simdDot(backend: Backend): DotFn | null {
+  return simdRoutines(backend)?.dot ?? null;
 }
 
 /** Byte address of a tensor's data in the wasm memory. */
