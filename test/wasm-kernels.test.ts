@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/runtime/backend.js';
 import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes } from '../src/runtime/wasm-kernels/index.js';
-import { batchChunk } from '../src/runtime/wasm-kernels/conv2d-grad.js';
+import { batchChunk } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
 import { simdDot } from '../src/runtime/wasm-kernels/simd.js';
 import { createRng, normal } from '../src/core/random.js';
 
@@ -74,6 +74,8 @@ const CONV_CASES: Case[] = [
   { x: [3, 7, 9, 5], filter: [1, 1, 5, 4], strides: [1, 1], pad: 'same' },
   { x: [3, 7, 9, 4], filter: [1, 1, 4, 7], strides: [1, 1], pad: 'valid' },
   { x: [2, 9, 7, 2], filter: [3, 5, 2, 3], strides: [1, 1], pad: 'valid' },
+  { x: [2, 8, 9, 2], filter: [3, 5, 2, 8], strides: [1, 1], pad: 'valid' },
+  { x: [2, 8, 9, 2], filter: [5, 3, 2, 8], strides: [1, 1], pad: 'same' },
   { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: [2, 1], pad: 'same' },
   { x: [2, 6, 7, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: [[0, 0], [3, 0], [0, 2], [0, 0]] },
 ];
@@ -192,6 +194,8 @@ describe('wasm training kernels', () => {
       // 1x1 stride 1: chunks along the n·H·W positions (4·6·5 = 120 → 40 of 24 B).
       await check({ x: [4, 6, 5, 3], filter: [1, 1, 3, 6], strides: [1, 1], pad: 'same' }, false);
       await check({ x: [4, 6, 5, 6], filter: [1, 1, 6, 3], strides: [1, 1], pad: 'same' }, false);
+      // Widening stride-1 layer: dy 5·5·4 floats = 400 B an image, 1000 B budget → chunks of 2 images.
+      await check({ x: [6, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
     } finally {
       setFilterChunkBytes(old);
     }

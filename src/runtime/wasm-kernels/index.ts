@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { conv2DBackpropFilterKernel, conv2DBackpropInputKernel } from './conv2d-grad.js';
+import { conv2DBackpropInputKernel } from './conv2d-grad.js';
+import { conv2DBackpropFilterKernel } from './conv2d-filter-grad.js';
 import { depthwiseBackpropFilterKernel, depthwiseBackpropInputKernel } from './depthwise-grad.js';
 import { maxPoolGradKernel } from './pool-grad.js';
 import { makeReduceKernel, makeTileKernel } from './reduce.js';
 import { makeCastKernel, makeIdentityKernel } from './share.js';
 import type { Backend } from './wasm-backend.js';
 
-export { setFilterChunkBytes } from './conv2d-grad.js';
+export { setFilterChunkBytes } from './conv2d-filter-grad.js';
 
 const BACKEND = 'wasm';
 const MARK = Symbol.for('edgekt.wasm-kernels');
