@@ -85,7 +85,8 @@ export function registerProfile(program: Command, ctx: CliContext): void {
         ctx.out(`${p.name}: ${p.description}`);
         ctx.out(`match     arch ${p.match.arch.join('|')}${p.match.cpuModel ? `, cpu /${p.match.cpuModel}/` : ''}${p.match.memoryMB ? `, memory ${p.match.memoryMB.min}-${p.match.memoryMB.max ?? '∞'} MB` : ''}`);
         const b = p.budgets;
-        ctx.out(`budgets   latencyP95 ${b.latencyP95 ?? '-'} ms, peakMemory ${b.peakMemoryMB ?? '-'} MB, size ${b.modelSizeKB ?? '-'} KB, minAccuracy ${b.minAccuracy ?? '-'}`);
+        const unit = (v: number | string | undefined, u: string): string => (v === undefined ? '-' : typeof v === 'number' ? `${v} ${u}` : `${v} teacher`);
+        ctx.out(`budgets   latencyP95 ${unit(b.latencyP95, 'ms')}, peakMemory ${unit(b.peakMemoryMB, 'MB')}, size ${unit(b.modelSizeKB, 'KB')}, minAccuracy ${unit(b.minAccuracy, '')}`.replace(/ ,/g, ','));
         ctx.out(`runtime   backend ${p.runtime.backend}, threads ${p.runtime.threads}`);
         const t = p.training;
         ctx.out(`training  batch ${t.batchSize}, max RSS ${t.maxRssMB} MB, max ${t.maxTemperatureC} °C, allowed "${t.allowedCron}"`);
