@@ -39,6 +39,8 @@ export interface CompressCliOptions {
   minChannels: number;
   roundTo: number;
   latencyAware?: boolean;
+  /** Comma-separated producer layers never to prune (the classifier is protected anyway). */
+  skipLayers?: string;
   runs: number;
 }
 
@@ -102,6 +104,7 @@ export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions,
     const prune: PruneSettings = {
       stepFraction: o.step, maxIterations: o.maxIterations, importance: o.importance as ImportanceKind,
       minChannels: o.minChannels, roundTo: o.roundTo, latencyAware: Boolean(o.latencyAware),
+      skipLayers: (o.skipLayers ?? '').split(',').map((x) => x.trim()).filter(Boolean),
     };
     const stages = hooks.stages?.(o) ?? defaultStages({
       lighten: { widthMultiplier: o.width, seed: o.seed }, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs,
@@ -163,6 +166,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, 'l1')
     .option('--min-channels <n>', 'channels kept per group at least', parseIntOption('min-channels'), 4)
     .option('--round-to <n>', 'kept channel counts are multiples of this', parseIntOption('round-to'), 4)
+    .option('--skip-layers <names>', 'comma-separated layers whose channels are never pruned')
     .option('--latency-aware', 'rank groups by importance lost per ms saved (NetAdapt-style, slower)')
     .option('--runs <n>', 'timed batch-1 runs per latency measurement', parseIntOption('runs'), 30)
     .action(
