@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/runtime/backend.js';
 import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes } from '../src/runtime/wasm-kernels/index.js';
-import { batchChunk } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
+import { chunkRanges } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
 import { simdDot } from '../src/runtime/wasm-kernels/simd.js';
 import { createRng, normal } from '../src/core/random.js';
 
@@ -181,21 +181,21 @@ describe('wasm training kernels', () => {
     });
   });
 
-  it('splits the filter gradient over batch chunks that divide the batch', async () => {
+  it('splits the filter gradient into cache-sized chunks, ragged when the batch does not divide', async () => {
     const old = setFilterChunkBytes(1000);
     try {
-      expect(batchChunk(64, 250)).toBe(4);
-      expect(batchChunk(6, 250)).toBe(3);
-      expect(batchChunk(5, 250)).toBe(1);
-      expect(batchChunk(3, 5000)).toBe(1);
-      // 6 images of dy 4x5x3 floats (240 B) → chunks of 3 (2 calls); 5 images → 5 calls of 1.
+      expect(chunkRanges(64, 250)).toEqual(Array.from({ length: 16 }, (_, k) => [4 * k, 4]));
+      expect(chunkRanges(6, 250)).toEqual([[0, 3], [3, 3]]);
+      expect(chunkRanges(5, 250)).toEqual([[0, 3], [3, 2]]);
+      expect(chunkRanges(3, 5000)).toEqual([[0, 1], [1, 1], [2, 1]]);
+      // 6 images of dy 4x5x3 floats (240 B) → 2 chunks of 3; 5 images of 6x5x2 (240 B) → 3 + 2.
       await check({ x: [6, 7, 9, 2], filter: [3, 3, 2, 3], strides: [2, 2], pad: 'same' }, false);
       await check({ x: [5, 8, 7, 3], filter: [3, 3, 3, 2], strides: [1, 1], pad: 'valid' }, false);
-      // 1x1 stride 1: chunks along the n·H·W positions (4·6·5 = 120 → 40 of 24 B).
+      // 1x1 stride 1: chunks along the n·H·W = 120 positions, 12 B each → 2 chunks of 60.
       await check({ x: [4, 6, 5, 3], filter: [1, 1, 3, 6], strides: [1, 1], pad: 'same' }, false);
       await check({ x: [4, 6, 5, 6], filter: [1, 1, 6, 3], strides: [1, 1], pad: 'same' }, false);
-      // Widening stride-1 layer: dy 5·5·4 floats = 400 B an image, 1000 B budget → chunks of 2 images.
-      await check({ x: [6, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
+      // 7 images of dy 5x5x4 (400 B) → chunks of 2, 2, 2, 1.
+      await check({ x: [7, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
     } finally {
       setFilterChunkBytes(old);
     }

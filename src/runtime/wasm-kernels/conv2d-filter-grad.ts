@@ -22,19 +22,30 @@ export function setFilterChunkBytes(bytes: number): number {
   return old;
 }
 
-/** Largest divisor of n whose chunk of dyᵀ fits the chunk budget (at least 1). */
-export function batchChunk(n: number, bytesPerImage: number): number {
-  const target = Math.max(1, Math.floor(filterChunkBytes / bytesPerImage));
-  for (let c = Math.min(n, target); c > 1; c--) if (n % c === 0) return c;
-  return 1;
+/**
+ * Splits `total` units of `unitBytes` into near-equal [start, count] ranges that each fit the
+ * chunk budget (a unit larger than the budget gets a range of its own).
+ */
+export function chunkRanges(total: number, unitBytes: number): [number, number][] {
+  const target = Math.max(1, Math.floor(filterChunkBytes / unitBytes));
+  const g = Math.ceil(total / target);
+  const base = Math.floor(total / g);
+  const extra = total - base * g;
+  const out: [number, number][] = [];
+  for (let k = 0, start = 0; k < g; k++) {
+    const count = base + (k < extra ? 1 : 0);
+    out.push([start, count]);
+    start += count;
+  }
+  return out;
 }
 
 /**
  * Filter gradient as forward convolutions over transposed tensors, the batch becoming the channel
- * dimension: input xᵀ [inC, H, W, n] and filter dyᵀ [outH, outW, n, outC], dilated by the stride
+ * dimension: input xᵀ [inC, H, W, m] and filter dyᵀ [outH, outW, m, outC], dilated by the stride
  * and padded like the forward pass, give [inC, fh', fw', outC], cropped to the filter size
  * (fh' > fh only when the forward pass left rows unused) and transposed to [fh, fw, inC, outC].
- * The batch is split into chunks of n images so that each packed dyᵀ stays in cache; the chunks'
+ * The batch is split into chunks of m images so that each packed dyᵀ stays in cache; the chunks'
  * partial gradients are summed in float64.
  */
 export function conv2DBackpropFilterKernel(
@@ -55,37 +66,33 @@ export function conv2DBackpropFilterKernel(
   if (fh === 1 && fw === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && oh === h && ow === w) {
     return pointwiseFilterGrad(backend, x, dy, ci, co);
   }
-  const nc = batchChunk(n, oh * ow * co * 4);
-  const g = n / nc;
-  const xt = transposeRaw(backend, reshapeView(x, [g, nc, h, w, ci]), [0, 4, 2, 3, 1]);
-  const dyt = transposeRaw(backend, reshapeView(dy, [g, nc, oh, ow, co]), [0, 2, 3, 1, 4]);
   const acc = new Float64Array(fh * fw * ci * co);
-  try {
-    for (let k = 0; k < g; k++) {
-      const xv = viewAt(backend, xt, k * ci * h * w * nc, [ci, h, w, nc]);
-      const fv = viewAt(backend, dyt, k * oh * ow * nc * co, [oh, ow, nc, co]);
-      let ot: tf.TensorInfo | undefined;
-      try {
-        ot = convRaw(backend, xv, fv, { pads: [top, right, bottom, left], strides: [1, 1], dilations: [sh, sw] });
-        const [, gh, gw] = ot.shape as Shape4;
-        const src = heap(backend, ot);
-        for (let ky = 0; ky < fh; ky++) {
-          for (let kx = 0; kx < fw; kx++) {
-            for (let i = 0; i < ci; i++) {
-              const s0 = ((i * gh + ky) * gw + kx) * co;
-              const d0 = ((ky * fw + kx) * ci + i) * co;
-              for (let o = 0; o < co; o++) acc[d0 + o]! += src[s0 + o]!;
-            }
+  for (const [start, m] of chunkRanges(n, oh * ow * co * 4)) {
+    const xv = viewAt(backend, x, start * h * w * ci, [m, h, w, ci]);
+    const dv = viewAt(backend, dy, start * oh * ow * co, [m, oh, ow, co]);
+    let xt: tf.TensorInfo | undefined;
+    let dyt: tf.TensorInfo | undefined;
+    let ot: tf.TensorInfo | undefined;
+    try {
+      xt = transposeRaw(backend, xv, [3, 1, 2, 0]);
+      dyt = transposeRaw(backend, dv, [1, 2, 0, 3]);
+      ot = convRaw(backend, xt, dyt, { pads: [top, right, bottom, left], strides: [1, 1], dilations: [sh, sw] });
+      const [, gh, gw] = ot.shape as Shape4;
+      const src = heap(backend, ot);
+      for (let ky = 0; ky < fh; ky++) {
+        for (let kx = 0; kx < fw; kx++) {
+          for (let i = 0; i < ci; i++) {
+            const s0 = ((i * gh + ky) * gw + kx) * co;
+            const d0 = ((ky * fw + kx) * ci + i) * co;
+            for (let o = 0; o < co; o++) acc[d0 + o]! += src[s0 + o]!;
           }
         }
-      } finally {
-        release(backend, ot);
-        releaseView(backend, xv);
-        releaseView(backend, fv);
       }
+    } finally {
+      release(backend, xt, dyt, ot);
+      releaseView(backend, xv);
+      releaseView(backend, dv);
     }
-  } finally {
-    release(backend, xt, dyt);
   }
   const out = alloc(backend, [fh, fw, ci, co]);
   heap(backend, out).set(acc);
@@ -96,34 +103,28 @@ export function conv2DBackpropFilterKernel(
  * 1x1 stride-1 filter gradient dW = xᵀ·dy as 1x1 convolutions: the wider of x and dy, transposed,
  * gives the "pixels" (each carrying the P = n·H·W positions as channels) and the other, as it lies,
  * is the filter XNNPACK packs, so fewer weights are packed per multiply. Chunked along P like the
- * general case; a P without a usable divisor runs in one call.
+ * general case.
  */
 function pointwiseFilterGrad(backend: Backend, x: tf.TensorInfo, dy: tf.TensorInfo, ci: number, co: number): tf.TensorInfo {
   const p = x.shape.reduce((a, b) => a * b, 1) / ci;
   const swap = co > ci;
   const [rowsT, pixels, other, cols] = swap ? [dy, co, x, ci] : [x, ci, dy, co];
-  let pc = batchChunk(p, cols * 4);
-  if (p / pc > 64) pc = p;
-  const g = p / pc;
-  const t = transposeRaw(backend, reshapeView(rowsT, [g, pc, pixels]), [0, 2, 1]);
   const acc = new Float64Array(pixels * cols);
-  try {
-    for (let k = 0; k < g; k++) {
-      const tv = viewAt(backend, t, k * pixels * pc, [1, 1, pixels, pc]);
-      const fv = viewAt(backend, other, k * pc * cols, [1, 1, pc, cols]);
-      let o: tf.TensorInfo | undefined;
-      try {
-        o = convRaw(backend, tv, fv, { pads: [0, 0, 0, 0], strides: [1, 1], dilations: [1, 1] });
-        const src = heap(backend, o);
-        for (let i = 0; i < acc.length; i++) acc[i]! += src[i]!;
-      } finally {
-        release(backend, o);
-        releaseView(backend, tv);
-        releaseView(backend, fv);
-      }
+  for (const [start, m] of chunkRanges(p, cols * 4)) {
+    const rv = viewAt(backend, rowsT, start * pixels, [m, pixels]);
+    const fv = viewAt(backend, other, start * cols, [1, 1, m, cols]);
+    let t: tf.TensorInfo | undefined;
+    let o: tf.TensorInfo | undefined;
+    try {
+      t = transposeRaw(backend, rv, [1, 0]);
+      o = convRaw(backend, reshapeView(t, [1, 1, pixels, m]), fv, { pads: [0, 0, 0, 0], strides: [1, 1], dilations: [1, 1] });
+      const src = heap(backend, o);
+      for (let i = 0; i < acc.length; i++) acc[i]! += src[i]!;
+    } finally {
+      release(backend, t, o);
+      releaseView(backend, rv);
+      releaseView(backend, fv);
     }
-  } finally {
-    release(backend, t);
   }
   const out = alloc(backend, [1, 1, ci, co]);
   const dst = heap(backend, out);
