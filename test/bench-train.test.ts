@@ -76,6 +76,7 @@ describe('edgekt bench train (built CLI)', () => {
     expect(report.results).toHaveLength(1);
     expect(report.results[0]).toMatchObject({ variant: 'separable', torchStepMs: null, torchInferMs: null, ratio: null, speedup: null });
     expect(report.speedup).toBeNull();
+    expect(report).toHaveProperty('loadAvg1m.cores');
     checkReport(report, 1);
     expect(r.stderr).toContain('anchor fields are null');
   });

@@ -132,6 +132,8 @@ export function registerBenchTrain(bench: Command, ctx: CliContext): void {
           ? new cliProgress.SingleBar({ format: 'bench train [{bar}] {value}/{total} {phase}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
           : null;
         let report: TrainBenchReport;
+        // Other work on the machine inflates wall times; the 1-minute load average says how much.
+        const loadBefore = os.loadavg()[0]!;
         try {
           report = await runTrainBench({
             variants,
@@ -151,8 +153,10 @@ export function registerBenchTrain(bench: Command, ctx: CliContext): void {
         } finally {
           bar?.stop();
         }
-        if (opts.json) return printJson(ctx, report);
+        const loadAvg1m = { before: Number(loadBefore.toFixed(2)), after: Number(os.loadavg()[0]!.toFixed(2)), cores: os.availableParallelism() };
+        if (opts.json) return printJson(ctx, { ...report, loadAvg1m });
         printTable(ctx, report);
+        ctx.out(`load average (1 min) ${loadAvg1m.before} before, ${loadAvg1m.after} after, on ${loadAvg1m.cores} cores`);
       }),
     );
 }
