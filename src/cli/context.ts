@@ -1,5 +1,5 @@
-import { InvalidArgumentError, type Command } from 'commander';
-import { exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
+import { CommanderError, InvalidArgumentError, type Command } from 'commander';
+import { EdgektError, exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
 import { initBackend, parseBackendChoice, type BackendInfo } from '../runtime/backend.js';
 
 /** What every command shares: output streams and backend initialisation from the global option. */
@@ -39,7 +39,8 @@ export function action<A extends unknown[]>(
       const code = await fn(...args);
       ctx.exitCode = typeof code === 'number' ? code : EXIT.OK;
     } catch (e) {
-      const err = toEdgektError(e);
+      // Option parsers throw commander's InvalidArgumentError; inside an action that is still a usage error.
+      const err = e instanceof CommanderError ? new EdgektError('EDGEKT_ERR_USAGE', e.message.replace(/^error: /, '')) : toEdgektError(e);
       ctx.err(`edgekt: error ${err.code}: ${err.message}`);
       if (process.env.EDGEKT_DEBUG === '1' && e instanceof Error && e.stack) ctx.err(e.stack);
       ctx.exitCode = exitCodeFor(err);
