@@ -4,6 +4,7 @@ import { initBackend } from '../src/runtime/backend.js';
 import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes } from '../src/runtime/wasm-kernels/index.js';
 import { chunkRanges } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
 import { simdDot } from '../src/runtime/wasm-kernels/simd.js';
+import { stridedInputGrad } from '../src/runtime/wasm-kernels/strided-input-grad.js';
 import { createRng, normal } from '../src/core/random.js';
 
 // Gradient checks of the wasm training kernels against the cpu backend.
@@ -53,12 +54,17 @@ async function grads(backend: string, c: Case, depthwise: boolean): Promise<Floa
   });
 }
 
+/** Tensor data held by the wasm backend, whichever backend is active. */
+function wasmDataIds(): number {
+  return tf.findBackend('wasm')!.numDataIds();
+}
+
 async function check(c: Case, depthwise: boolean): Promise<void> {
   const [cdx, cdf] = await grads('cpu', c, depthwise);
-  const before = tf.engine().backend.numDataIds();
-  const [wdx, wdf] = await grads('wasm', c, depthwise);
   // Backend-level leak check: kernels allocate raw TensorInfos that tf.memory() would not see.
-  expect(tf.engine().backend.numDataIds()).toBe(before);
+  const before = wasmDataIds();
+  const [wdx, wdf] = await grads('wasm', c, depthwise);
+  expect(wasmDataIds()).toBe(before);
   expect(relErr(wdx!, cdx!)).toBeLessThanOrEqual(TOL);
   expect(relErr(wdf!, cdf!)).toBeLessThanOrEqual(TOL);
 }
@@ -140,6 +146,23 @@ describe('wasm training kernels', () => {
     expect(simdDot(tf.backend() as unknown as Parameters<typeof simdDot>[0]) !== null).toBe(simd);
   });
 
+  it('takes the phase-split path (no zero-inserted dy) for every strided Conv2D case above', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as unknown as Parameters<typeof stridedInputGrad>[0];
+    const strided = CONV_CASES.filter((c) => (c.strides[0] > 1 || c.strides[1] > 1) && typeof c.pad === 'string');
+    expect(strided.length).toBeGreaterThan(4);
+    for (const c of strided) {
+      const info = tf.backend_util.computeConv2DInfo(c.x, c.filter, c.strides, 1, c.pad as 'same' | 'valid');
+      const dy = tf.zeros(info.outShape);
+      const f = tf.zeros(c.filter);
+      const dx = stridedInputGrad(backend, dy, f, info);
+      tf.dispose([dy, f]);
+      expect(dx, label(c)).not.toBeNull();
+      expect(dx!.shape).toEqual(c.x);
+      backend.disposeData(dx!.dataId);
+    }
+  });
+
   it.each(CONV_CASES.map((c) => [label(c), c] as const))('Conv2D grads match cpu: %s', async (_l, c) => {
     await check(c, false);
   });
@@ -151,9 +174,9 @@ describe('wasm training kernels', () => {
   it.each(POOL_CASES.map((c) => [`x${c.x.join('x')} ${c.size}/${c.stride} ${c.pad}`, c] as const))(
     'MaxPool grad matches cpu: %s', async (_l, c) => {
       const ref = await poolGrad('cpu', c);
-      const before = tf.engine().backend.numDataIds();
+      const before = wasmDataIds();
       const got = await poolGrad('wasm', c);
-      expect(tf.engine().backend.numDataIds()).toBe(before);
+      expect(wasmDataIds()).toBe(before);
       expect(relErr(got, ref)).toBeLessThanOrEqual(TOL);
     });
 

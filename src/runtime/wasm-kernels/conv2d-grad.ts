@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { type Backend, alloc, convRaw, heap, release, spreadPad } from './wasm-backend.js';
+import { stridedInputGrad } from './strided-input-grad.js';
 
 export type Shape4 = [number, number, number, number];
 
@@ -80,6 +81,10 @@ export function conv2DBackpropInputKernel(
   }
   const info = tf.backend_util.computeConv2DInfo(
     attrs.inputShape, filter.shape as Shape4, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
+  if (info.strideHeight > 1 || info.strideWidth > 1) {
+    const dx = stridedInputGrad(backend, dy, filter, info);
+    if (dx) return dx;
+  }
   const wt = flipTransposeFilter(backend, filter);
   try {
     return convForInputGrad(backend, dy, wt, info, false);
