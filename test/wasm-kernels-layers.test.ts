@@ -16,7 +16,9 @@ const init = (seed: () => number) => tf.initializers.glorotUniform({ seed: seed(
 const conv = (filters: number, seed: () => number, extra: Partial<Parameters<typeof tf.layers.conv2d>[0]> = {}) =>
   tf.layers.conv2d({ filters, kernelSize: 3, padding: 'same', kernelInitializer: init(seed), ...extra });
 
-const BODIES: [string, Body][] = [
+type Head = 'gap' | 'flatten';
+
+const BODIES: [string, Body, Head?][] = [
   ['Conv2D same + relu', (x, s) => conv(4, s, { activation: 'relu' }).apply(x) as tf.SymbolicTensor],
   ['Conv2D stride 2 valid 5x5', (x, s) => conv(4, s, { strides: 2, padding: 'valid', kernelSize: 5 }).apply(x) as tf.SymbolicTensor],
   ['DepthwiseConv2D multiplier 2, stride 2', (x, s) => tf.layers.depthwiseConv2d({
@@ -37,14 +39,16 @@ const BODIES: [string, Body][] = [
     const b = conv(4, s).apply(a) as tf.SymbolicTensor;
     return tf.layers.add().apply([a, b]) as tf.SymbolicTensor;
   }],
+  ['Flatten + Dense head (VGG-style)', (x, s) => tf.layers.dense({ units: 6, activation: 'relu', kernelInitializer: init(s) })
+    .apply(tf.layers.flatten().apply(conv(4, s, { activation: 'relu' }).apply(x))) as tf.SymbolicTensor, 'flatten'],
 ];
 
-function build(body: Body): tf.LayersModel {
+function build(body: Body, head: Head = 'gap'): tf.LayersModel {
   let next = 100;
   const seed = (): number => next++;
   const input = tf.input({ shape: INPUT });
   const h = body(input, seed);
-  const pooled = tf.layers.globalAveragePooling2d({}).apply(h) as tf.SymbolicTensor;
+  const pooled = head === 'gap' ? (tf.layers.globalAveragePooling2d({}).apply(h) as tf.SymbolicTensor) : h;
   const out = tf.layers.dense({ units: CLASSES, kernelInitializer: init(seed) }).apply(pooled) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: out });
 }
@@ -55,9 +59,9 @@ function data(): { x: number[]; labels: number[] } {
   return { x, labels: Array.from({ length: BATCH }, (_, i) => i % CLASSES) };
 }
 
-async function weightGrads(backend: string, body: Body): Promise<Float32Array[]> {
+async function weightGrads(backend: string, body: Body, head?: Head): Promise<Float32Array[]> {
   await tf.setBackend(backend);
-  const model = build(body);
+  const model = build(body, head);
   const { x, labels } = data();
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const out = tf.tidy(() => {
@@ -76,9 +80,9 @@ describe('layers train on wasm with cpu-equal gradients', () => {
     await initBackend('wasm');
   });
 
-  it.each(BODIES)('%s', async (_name, body) => {
-    const ref = await weightGrads('cpu', body);
-    const got = await weightGrads('wasm', body);
+  it.each(BODIES)('%s', async (_name, body, head) => {
+    const ref = await weightGrads('cpu', body, head);
+    const got = await weightGrads('wasm', body, head);
     expect(got.length).toBe(ref.length);
     for (let i = 0; i < ref.length; i++) {
       const a = got[i]!;
