@@ -26,8 +26,17 @@ interface BenchDistillCliOptions {
   schedule: string;
   teacherEpochs: string;
   methods?: string;
+  temperature?: string;
+  kdWeight?: string;
+  ceWeight?: string;
+  hintWeight?: string;
+  noiseSigma?: string;
+  noiseFraction?: string;
+  hintFraction?: string;
   json?: boolean;
 }
+
+const num = (name: string, v: string | undefined): number | undefined => (v === undefined ? undefined : parseFloatOption(name)(v));
 
 export function registerBenchDistill(bench: Command, ctx: CliContext): void {
   bench
@@ -44,6 +53,13 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
     .option('--schedule <s>', 'schedule of the multi-level methods: fitnets | joint', 'fitnets')
     .option('--teacher-epochs <n>', 'epochs if the cached teacher must be trained first', '3')
     .option('--methods <list>', `comma-separated subset of ${DISTILL_METHODS.join(',')}`)
+    .option('--temperature <T>', 'KD temperature for (b)-(d) (default 4)')
+    .option('--kd-weight <w>', 'KD weight for (b)-(d) (default 0.7)')
+    .option('--ce-weight <w>', 'hard-label weight for (b)-(d) (default 0.3)')
+    .option('--hint-weight <w>', 'weight of each hint level for (c), (d) (default 1)')
+    .option('--noise-sigma <s>', 'noisy-teacher sigma for (d) (default 0.1)')
+    .option('--noise-fraction <a>', 'noisy-teacher fraction for (d) (default 0.5)')
+    .option('--hint-fraction <f>', 'fitnets: share of steps on hints only for (c), (d) (default 0.25)')
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: BenchDistillCliOptions) => {
@@ -78,7 +94,10 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
           const settings = {
             data: opts.data, backend: info.backend, teacherDir: t.dir, teacherParams: summary.teacher.params, studentParams: summary.student.params,
             studentMacs: summary.student.macs, width, trainSamples: train.count, testSamples: test.count, epochs, batchSize, learningRate,
-            schedule, seeds: seedCount, defaults: 'T=4, kdWeight=0.7, ceWeight=0.3, hint weight 1 per level, noise sigma=0.1 alpha=0.5 (d only), fitnets hint share 0.25',
+            schedule, seeds: seedCount,
+            temperature: num('temperature', opts.temperature) ?? 4, kdWeight: num('kd-weight', opts.kdWeight) ?? 0.7, ceWeight: num('ce-weight', opts.ceWeight) ?? 0.3,
+            hintWeight: num('hint-weight', opts.hintWeight) ?? 1, noiseSigma: num('noise-sigma', opts.noiseSigma) ?? 0.1, noiseFraction: num('noise-fraction', opts.noiseFraction) ?? 0.5,
+            hintFraction: num('hint-fraction', opts.hintFraction) ?? 0.25,
           };
           ctx.err(`bench distill: teacher ${(teacherAccuracy * 100).toFixed(2)}% (${summary.teacher.params} params), student ${summary.student.params} params, ${train.count} train samples, ${epochs} epochs, ${seedCount} seeds`);
           const result = await runDistillBench({
@@ -90,14 +109,20 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
               try {
                 const hints = l.stages.map((m) => ({ teacher: m.teacher.layerName, student: m.student.layerName }));
                 const common: DistillOptions = { epochs, batchSize, seed, learningRate };
+                const kdOpts: DistillOptions = { temperature: num('temperature', opts.temperature), kdWeight: num('kd-weight', opts.kdWeight), ceWeight: num('ce-weight', opts.ceWeight) };
+                const noise = method === 'multilevel' ? 0 : num('noise-sigma', opts.noiseSigma);
                 const r =
                   method === 'labels'
                     ? await trainSupervised(l.student, train, common)
                     : await distill(teacher.model, l.student, train, {
                         ...common,
+                        ...kdOpts,
                         ...(method === 'kd'
                           ? { hints: 'none', schedule: 'joint', noiseSigma: 0 }
-                          : { hints, schedule, noiseSigma: method === 'multilevel' ? 0 : undefined }),
+                          : {
+                              hints, schedule, noiseSigma: noise, noiseFraction: num('noise-fraction', opts.noiseFraction),
+                              hintWeights: num('hint-weight', opts.hintWeight), hintFraction: num('hint-fraction', opts.hintFraction),
+                            }),
                       });
                 return { accuracy: evaluateAccuracy(l.student, test), seconds: r.seconds };
               } finally {
