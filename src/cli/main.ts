@@ -9,6 +9,7 @@ import { registerCompress } from './commands/compress.js';
 import { registerLighten } from './commands/lighten.js';
 import { registerTeacher } from './commands/teacher.js';
 import { registerDistill } from './commands/distill.js';
+import { registerDemo } from './commands/demo.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
 const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
@@ -20,6 +21,7 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerLighten,
   registerTeacher,
   registerDistill,
+  registerDemo,
 ];
 
 export async function main(argv: string[]): Promise<number> {
