@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { rankProfiles } from '../../config/device-profile.js';
 import { EdgektError, EXIT } from '../../core/errors.js';
 import { renderMarkdown } from '../../compress/report/index.js';
-import { action, parseIntOption, type CliContext } from '../context.js';
+import { action, parseFloatOption, parseIntOption, type CliContext } from '../context.js';
 import { runCompressCommand, type CompressCliOptions } from './compress.js';
 import { loadAllProfiles, machineFacts } from './profile.js';
 import { cacheRoot, ensureTeacher } from './teacher.js';
@@ -13,6 +13,7 @@ interface DemoOptions {
   data: string;
   out?: string;
   profile?: string;
+  width: number;
   teacherEpochs: number;
   distillEpochs: number;
   finalEpochs: number;
@@ -30,6 +31,7 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--data <spec>', 'dataset spec', 'mnist')
     .option('--profile <name|file>', 'device profile (default: the best match for this machine)')
     .option('--out <dir>', 'output directory (default <cache>/demo)')
+    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
     .option('--teacher-epochs <n>', 'teacher training epochs (first run only)', parseIntOption('teacher-epochs'), 4)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
     .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), 2)
@@ -53,7 +55,7 @@ export function registerDemo(program: Command, ctx: CliContext): void {
         ctx.out(`profile   ${profile}`);
         const out = o.out ?? path.join(cacheRoot(), 'demo');
         const opts: CompressCliOptions = {
-          teacher: teacher.dir, data: o.data, profile, out, seed: o.seed, width: 0.5,
+          teacher: teacher.dir, data: o.data, profile, out, seed: o.seed, width: o.width,
           distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: 2048, batchSize: 64,
           step: 0.1, maxIterations: 30, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1,
         };
