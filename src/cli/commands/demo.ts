@@ -33,8 +33,8 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--out <dir>', 'output directory (default <cache>/demo)')
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
     .option('--teacher-epochs <n>', 'teacher training epochs (first run only)', parseIntOption('teacher-epochs'), 4)
-    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
-    .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), 2)
+    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 5)
+    .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), 3)
     .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), 0)
     .action(
       action(ctx, async (o: DemoOptions) => {
