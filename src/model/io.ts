@@ -149,6 +149,24 @@ export interface SerializedModel {
 }
 
 /** Serializes a model to the standard tfjs layers format (one shard), in memory. */
+/**
+ * tfjs 4.22's SeparableConv2D.getConfig() omits depthMultiplier, so a saved model with a multiplier
+ * above 1 would reload with the wrong kernel shape: write it back from the live layers.
+ */
+function restoreDepthMultipliers(model: tf.LayersModel, topology: unknown): unknown {
+  const root = topology as { model_config?: { config?: { layers?: unknown } }; config?: { layers?: unknown } } | undefined;
+  const layers = root?.model_config?.config?.layers ?? root?.config?.layers;
+  if (!Array.isArray(layers)) return topology;
+  for (const entry of layers as Array<{ class_name?: string; config?: Record<string, unknown> }>) {
+    if (entry.class_name !== 'SeparableConv2D' && entry.class_name !== 'DepthwiseConv2D') continue;
+    const cfg = entry.config;
+    if (!cfg || cfg.depth_multiplier !== undefined || typeof cfg.name !== 'string') continue;
+    const m = (model.getLayer(cfg.name) as unknown as { depthMultiplier?: unknown }).depthMultiplier;
+    if (typeof m === 'number') cfg.depth_multiplier = m;
+  }
+  return topology;
+}
+
 export async function serializeModel(model: tf.LayersModel): Promise<SerializedModel> {
   let result: SerializedModel | undefined;
   await model.save(
@@ -156,7 +174,7 @@ export async function serializeModel(model: tf.LayersModel): Promise<SerializedM
       const data = artifacts.weightData;
       const buf = data === undefined ? new ArrayBuffer(0) : Array.isArray(data) ? tf.io.CompositeArrayBuffer.join(data) : data;
       const json: tf.io.ModelJSON = {
-        modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
+        modelTopology: restoreDepthMultipliers(model, artifacts.modelTopology) as tf.io.ModelJSON['modelTopology'],
         format: artifacts.format ?? 'layers-model',
         generatedBy: artifacts.generatedBy ?? `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
         convertedBy: artifacts.convertedBy ?? null,
