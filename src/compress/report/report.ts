@@ -27,19 +27,8 @@ export interface CompressReport {
   history: IterationRecord[];
 }
 
-export interface ReportInput {
-  profile: string;
-  backend: string;
-  met: boolean;
-  stopReason: string;
-  budgetsSpec: Budgets;
-  budgets: ResolvedBudgets;
-  teacher: Figures & { macs?: number };
-  student: Figures & { macs?: number };
-  stages: StageSummary[];
-  chosen: number;
-  history: IterationRecord[];
-}
+/** What buildReport needs: the report less what it derives (version, ratios). */
+export type ReportInput = Omit<CompressReport, 'version' | 'ratios'>;
 
 export function buildReport(i: ReportInput): CompressReport {
   const ratio = (a: number, b: number): number => (b > 0 ? a / b : Infinity);
