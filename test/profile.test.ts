@@ -11,15 +11,8 @@ import {
 } from '../src/config/device-profile.js';
 import { loadAllProfiles, loadProfile } from '../src/cli/commands/profile.js';
 import { main } from '../src/cli/main.js';
+import { codeOf } from './helpers/errors.js';
 
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe('device profiles', () => {
   it('every built-in profile validates and is named after its file', () => {

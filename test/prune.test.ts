@@ -14,6 +14,7 @@ import {
   type PrunePlan,
 } from '../src/compress/prune/index.js';
 import { initBackend } from '../src/runtime/backend.js';
+import { codeOf } from './helpers/errors.js';
 
 function seqModel(): tf.LayersModel {
   const m = tf.sequential();
@@ -91,14 +92,6 @@ function maxDiff(a: tf.LayersModel, b: tf.LayersModel, x: tf.Tensor): number {
   return tf.tidy(() => (a.predict(x) as tf.Tensor).sub(b.predict(x) as tf.Tensor).abs().max().dataSync()[0]!);
 }
 
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (e) {
-    return (e as { code?: string }).code;
-  }
-  return undefined;
-}
 
 describe('structured pruning', () => {
   beforeAll(async () => {
