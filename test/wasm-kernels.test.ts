@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/runtime/backend.js';
-import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes } from '../src/runtime/wasm-kernels/index.js';
+import { WASM_TRAINING_KERNELS, registerWasmTrainingKernels, setFilterChunkBytes, setIm2colChunkBytes } from '../src/runtime/wasm-kernels/index.js';
 import { chunkRanges } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
 import { simdDot } from '../src/runtime/wasm-kernels/simd.js';
 import { stridedInputGrad } from '../src/runtime/wasm-kernels/strided-input-grad.js';
@@ -84,6 +84,12 @@ const CONV_CASES: Case[] = [
   { x: [2, 8, 9, 2], filter: [5, 3, 2, 8], strides: [1, 1], pad: 'same' },
   { x: [2, 7, 9, 3], filter: [3, 3, 3, 4], strides: [2, 1], pad: 'same' },
   { x: [2, 6, 7, 3], filter: [3, 3, 3, 2], strides: [1, 2], pad: [[0, 0], [3, 0], [0, 2], [0, 0]] },
+  // Stride 1, output the input's size (the im2col filter-gradient path): asymmetric 'same' pads
+  // of even kernels, and explicit pads that shift the window off-centre.
+  { x: [2, 7, 9, 3], filter: [2, 2, 3, 4], strides: [1, 1], pad: 'same' },
+  { x: [2, 6, 5, 2], filter: [4, 4, 2, 3], strides: [1, 1], pad: 'same' },
+  { x: [2, 6, 7, 3], filter: [3, 3, 3, 2], strides: [1, 1], pad: [[0, 0], [2, 0], [0, 2], [0, 0]] },
+  { x: [1, 4, 3, 2], filter: [5, 5, 2, 3], strides: [1, 1], pad: 'same' },
 ];
 
 const DEPTHWISE_CASES: Case[] = [
@@ -217,10 +223,18 @@ describe('wasm training kernels', () => {
       // 1x1 stride 1: chunks along the n·H·W = 120 positions, 12 B each → 2 chunks of 60.
       await check({ x: [4, 6, 5, 3], filter: [1, 1, 3, 6], strides: [1, 1], pad: 'same' }, false);
       await check({ x: [4, 6, 5, 6], filter: [1, 1, 6, 3], strides: [1, 1], pad: 'same' }, false);
-      // 7 images of dy 5x5x4 (400 B) → chunks of 2, 2, 2, 1.
-      await check({ x: [7, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
     } finally {
       setFilterChunkBytes(old);
+    }
+    const oldIm2col = setIm2colChunkBytes(2000);
+    try {
+      // im2col: 7 images of 5x5 positions, 3·3·2 patch rows + 2 channels, 4 B each = 2000 B → 7 chunks of 1.
+      await check({ x: [7, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
+      setIm2colChunkBytes(4500);
+      // 2 images per chunk: 2, 2, 1.
+      await check({ x: [5, 5, 5, 2], filter: [3, 3, 2, 4], strides: [1, 1], pad: 'same' }, false);
+    } finally {
+      setIm2colChunkBytes(oldIm2col);
     }
   });
 

@@ -7,7 +7,7 @@ import { makeReduceKernel, makeTileKernel } from './reduce.js';
 import { makeCastKernel, makeIdentityKernel } from './share.js';
 import type { Backend } from './wasm-backend.js';
 
-export { setFilterChunkBytes } from './conv2d-filter-grad.js';
+export { setFilterChunkBytes, setIm2colChunkBytes } from './conv2d-filter-grad.js';
 
 const BACKEND = 'wasm';
 const MARK = Symbol.for('edgekt.wasm-kernels');
