@@ -10,6 +10,7 @@ import {
   recalibrateBatchNorm,
   createDistillFineTuner,
   trainSupervised,
+  scheduledLearningRate,
   type DistillTrainerOptions,
 } from '../src/compress/distill/index.js';
 import type { FineTuner } from '../src/compress/budget.js';
@@ -220,5 +221,34 @@ describe('fine-tuning for pruning', () => {
     const before = snapshot(s, 'logits');
     await tune(s, { iteration: 1, kind: 'brief' });
     expect(snapshot(s, 'logits')).not.toEqual(before);
+  });
+});
+
+describe('learning-rate schedule', () => {
+  it('cosine anneals from the base rate to near 0; constant stays put', () => {
+    expect(scheduledLearningRate('cosine', 1e-3, 0, 100)).toBeCloseTo(1e-3, 12);
+    expect(scheduledLearningRate('cosine', 1e-3, 50, 100)).toBeCloseTo(5e-4, 12);
+    expect(scheduledLearningRate('cosine', 1e-3, 99, 100)).toBeLessThan(1e-6);
+    expect(scheduledLearningRate('cosine', 1e-3, 0, 1)).toBe(1e-3);
+    expect(scheduledLearningRate('constant', 1e-3, 99, 100)).toBe(1e-3);
+  });
+
+  it('a step uses the rate it is given: 0 leaves the weights alone, a larger rate moves them further', () => {
+    const moved = (lr: number): number => {
+      const s = tinyStudent(3);
+      const before = snapshot(s, 's1_1_pw');
+      const tr = createDistillTrainer(tinyTeacher(), s, { seed: 1 });
+      const x = batchX();
+      const y = labels();
+      tr.step(x, y, 'joint', lr);
+      tf.dispose([x, y]);
+      tr.dispose();
+      const after = snapshot(s, 's1_1_pw');
+      s.dispose();
+      return Math.max(...after.map((v, i) => Math.abs(v - before[i]!)));
+    };
+    expect(moved(0)).toBe(0);
+    // Adam's first step moves each weight by about lr, whatever the gradient's scale.
+    expect(moved(1e-2)).toBeGreaterThan(5 * moved(1e-3));
   });
 });

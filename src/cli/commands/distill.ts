@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { distill, evaluateAccuracy, type DistillProgress, type DistillSchedule, type LossParts } from '../../compress/distill/index.js';
+import { distill, evaluateAccuracy, type DistillProgress, type DistillSchedule, type LrSchedule, type LossParts } from '../../compress/distill/index.js';
 import { mapStages } from '../../compress/lighten/index.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
@@ -61,6 +61,7 @@ interface DistillCliOptions {
   kdWeight?: string;
   ceWeight?: string;
   lr?: string;
+  lrSchedule: string;
   hintFraction?: string;
   seed: string;
   limit?: string;
@@ -88,6 +89,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
     .option('--kd-weight <w>', 'weight of the KD term (default 0.7)')
     .option('--ce-weight <w>', 'weight of hard-label cross-entropy (default 0.3)')
     .option('--lr <f>', 'Adam learning rate (default 0.001)')
+    .option('--lr-schedule <s>', 'cosine (anneal to 0 over each phase) | constant', 'cosine')
     .option('--hint-fraction <f>', 'fitnets: share of steps spent on hints only (default 0.25)')
     .option('--seed <n>', 'seed of noise, adapters, shuffling and subsets', '0')
     .option('--limit <n>', 'use at most N samples of each split (quick runs)')
@@ -97,6 +99,8 @@ export function registerDistill(program: Command, ctx: CliContext): void {
       action(ctx, async (opts: DistillCliOptions) => {
         const schedule = opts.schedule as DistillSchedule;
         if (schedule !== 'fitnets' && schedule !== 'joint') throw new EdgektError('EDGEKT_ERR_USAGE', `--schedule must be fitnets or joint, got "${opts.schedule}"`);
+        const lrSchedule = opts.lrSchedule as LrSchedule;
+        if (lrSchedule !== 'cosine' && lrSchedule !== 'constant') throw new EdgektError('EDGEKT_ERR_USAGE', `--lr-schedule must be cosine or constant, got "${opts.lrSchedule}"`);
         const epochs = parseIntOption('epochs')(opts.epochs);
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const seed = parseIntOption('seed')(opts.seed);
@@ -121,6 +125,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
             kdWeight: num('kd-weight', opts.kdWeight),
             ceWeight: num('ce-weight', opts.ceWeight),
             learningRate: num('lr', opts.lr),
+            lrSchedule,
             hintFraction: num('hint-fraction', opts.hintFraction),
             onProgress: bar.update,
           });
@@ -130,7 +135,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
           const report = {
             teacher: opts.teacher, student: opts.student, out: path.resolve(opts.out), data: opts.data, backend: info.backend,
             trainSamples: train.count, labeled: train.y !== null, testSamples: data.test.count,
-            schedule, epochs, batchSize, seed, steps: r.steps, seconds: r.seconds,
+            schedule, lrSchedule, epochs, batchSize, seed, steps: r.steps, seconds: r.seconds,
             hints: r.pairs.map((p) => ({ teacher: p.teacher.layerName, student: p.student.layerName, resolution: `${p.student.height}x${p.student.width}`, channels: `${p.student.channels}->${p.teacher.channels}` })),
             accuracy: { teacher: teacherAccuracy, studentBefore: before, studentAfter: after, lossVsTeacher: teacherAccuracy - after },
             history: r.history, studentWeightBytes: saved.weightBytes,

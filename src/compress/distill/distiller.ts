@@ -10,6 +10,18 @@ import { createDistillTrainer, DISTILL_DEFAULTS, type DistillPhase, type Distill
 
 export type DistillSchedule = 'fitnets' | 'joint';
 
+/** How the learning rate moves over a run: fixed, or a cosine from the base rate down to 0. */
+export type LrSchedule = 'constant' | 'cosine';
+
+/**
+ * Learning rate at step `i` (0-based) of a span of `n` steps: cosine annealing (Loshchilov & Hutter)
+ * from `base` to 0, or `base` throughout for 'constant'.
+ */
+export function scheduledLearningRate(schedule: LrSchedule, base: number, i: number, n: number): number {
+  if (schedule === 'constant' || n <= 1) return base;
+  return (base * (1 + Math.cos((Math.PI * Math.min(i, n - 1)) / n))) / 2;
+}
+
 export interface DistillProgress {
   phase: DistillPhase;
   epoch: number;
@@ -30,6 +42,11 @@ export interface DistillOptions extends DistillTrainerOptions {
   epochs?: number;
   /** Batch size. Default 64. */
   batchSize?: number;
+  /**
+   * Learning-rate schedule over each phase's steps. Default 'cosine': on a fixed step budget it ends
+   * in a lower loss than a constant rate (see docs/benchmarks.md).
+   */
+  lrSchedule?: LrSchedule;
   /** Stop after this many steps in all (e.g. a brief fine-tune between pruning steps). Default: no cap. */
   maxSteps?: number;
   /** FitNets stage 1 (hints only) share of all steps. Default 0.25. */
@@ -59,7 +76,7 @@ export interface DistillResult {
   history: EpochSummary[];
 }
 
-export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25, recalibrateBatches: 20 };
+export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, lrSchedule: 'cosine' as LrSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25, recalibrateBatches: 20 };
 
 /**
  * Trains `student` from a frozen `teacher` on `data` (labels optional) with multi-level knowledge
@@ -92,6 +109,11 @@ export async function distill(
     ? Math.max(1, Math.round((options.hintFraction ?? DISTILL_RUN_DEFAULTS.hintFraction) * totalSteps))
     : 0;
   const phaseAt = (g: number): DistillPhase => (schedule === 'joint' ? (hasHints ? 'joint' : 'logits') : g < hintSteps ? 'hints' : 'logits');
+  const lrSchedule = options.lrSchedule ?? DISTILL_RUN_DEFAULTS.lrSchedule;
+  const baseLr = options.learningRate ?? DISTILL_DEFAULTS.learningRate;
+  // Each phase anneals over its own span (FitNets stage 1, then stage 2, each with its own Adam).
+  const lrAt = (g: number): number =>
+    g < hintSteps ? scheduledLearningRate(lrSchedule, baseLr, g, hintSteps) : scheduledLearningRate(lrSchedule, baseLr, g - hintSteps, totalSteps - hintSteps);
 
   const started = performance.now();
   const history: EpochSummary[] = [];
@@ -107,7 +129,7 @@ export async function distill(
         const batch = makeBatch(data, batches[b]!);
         let loss: LossParts;
         try {
-          loss = trainer.step(batch.x, batch.y, phase);
+          loss = trainer.step(batch.x, batch.y, phase, lrAt(globalStep));
         } finally {
           tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
         }

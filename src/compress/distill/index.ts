@@ -11,6 +11,8 @@ export {
   type DistillProgress,
   type DistillResult,
   type DistillSchedule,
+  type LrSchedule,
+  scheduledLearningRate,
   type EpochSummary,
 } from './distiller.js';
 export {

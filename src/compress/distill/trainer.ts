@@ -60,8 +60,11 @@ export interface DistillTrainer {
   readonly adapters: HintAdapter[];
   /** One Adam per phase: tfjs Adam keys its moments by position in the variable list, which differs between phases. */
   readonly optimizers: Partial<Record<DistillPhase, tf.Optimizer>>;
-  /** Runs forward, backward and an Adam update; returns each loss term. Leaks no tensors. */
-  step(x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase): LossParts;
+  /**
+   * Runs forward, backward and an Adam update; returns each loss term. Leaks no tensors.
+   * `learningRate` overrides the configured rate for this step (a schedule); Adam's moments are kept.
+   */
+  step(x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, learningRate?: number): LossParts;
   /** Frees the adapters and the optimizer state (the models stay owned by the caller). */
   dispose(): void;
 }
@@ -105,7 +108,7 @@ export function createDistillTrainer(
     ...adapterVars,
   ];
 
-  const step = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase): LossParts => {
+  const step = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, learningRate?: number): LossParts => {
     const usesHints = phase !== 'logits' && pairs.length > 0;
     const usesLogits = phase !== 'hints' || pairs.length === 0;
     // Teacher forward: frozen (inference mode), outside the gradient tape.
@@ -120,6 +123,8 @@ export function createDistillTrainer(
     let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null } = { hints: [], kd: null, ce: null };
     const varList = !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
     const optimizer = (optimizers[phase] ??= tf.train.adam(o.learningRate));
+    // tfjs's Adam reads its (protected) learningRate field on every update and has no setter.
+    if (learningRate !== undefined) (optimizer as unknown as { learningRate: number }).learningRate = learningRate;
     const total = optimizer.minimize(
       () => {
         const outs = asArray(s.model.apply(x, { training: true }));
