@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { initBackend } from '../src/runtime/backend.js';
-import { median, runTrainBench, type TrainBenchReport } from '../src/bench/train-bench.js';
+import { median, runTrainBench, trainStepGflop, type TrainBenchReport } from '../src/bench/train-bench.js';
+import { buildRefTrainCnn } from '../src/bench/ref-train-cnn.js';
 import { DEFAULT_TORCH_SCRIPT, findTorchPython } from '../src/cli/commands/bench-train.js';
 import { threadCpuMs } from '../src/runtime/parallel/index.js';
 import { runCli } from './helpers/cli.js';
@@ -27,6 +28,15 @@ describe('median', () => {
     expect(median([5, 1, 3])).toBe(3);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([])).toBeNaN();
+  });
+});
+
+describe('step arithmetic', () => {
+  it('counts forward, weight gradients and all input gradients but the first layer', () => {
+    // Per image: conv1 32·32·3·32·9 = 884,736; conv2 and conv3 18,874,368 each; dense 1,280.
+    const m = buildRefTrainCnn('standard');
+    expect(trainStepGflop(m, 64)).toBeCloseTo((2 * 64 * (3 * 38_634_752 - 884_736)) / 1e9, 9);
+    m.dispose();
   });
 });
 
@@ -60,6 +70,10 @@ describe('runTrainBench', () => {
     expect(x.torchStepMsNThreads).toBe(5);
     expect(x.ratioN).toBeCloseTo(x.stepMsNWorkers! / 5, 2);
     expect(report.speedup).toMatchObject({ variant: 'separable', workers: 2, factor: x.speedup });
+    expect(report.gemmGflops).toBeGreaterThan(0);
+    expect(x.floorStepMs).toBeCloseTo((x.stepGflop / report.gemmGflops!) * 1000, 0);
+    expect(x.floorRatio).toBeCloseTo(x.floorStepMs! / 10, 2);
+    expect(x.stepGflops).toBeCloseTo(x.stepGflop / (x.stepMs / 1000), 0);
     expect(phases).toEqual(phases.map((_, i) => i));
   });
 

@@ -4,6 +4,7 @@ import { EdgektError } from '../core/errors.js';
 import { createRng, normal } from '../core/random.js';
 import type { BackendChoice } from '../runtime/backend.js';
 import { computeLoss, createDataParallelTrainer, fromLayersModel, type ParallelBatch, type StepTimings } from '../runtime/parallel/index.js';
+import { graphFromModel } from '../model/index.js';
 import { measureModelCost } from './latency.js';
 import { buildRefTrainCnn, type RefTrainCnnVariant } from './ref-train-cnn.js';
 
@@ -37,6 +38,8 @@ export interface TrainBenchOptions {
   cpuClock?: () => number | null;
   /** Timed batch-1 inferences (median reported). Default 50, like the anchor. */
   inferRuns?: number;
+  /** Measure the backend's dense throughput for the floor columns. Default true. */
+  gemmProbe?: boolean;
 }
 
 export interface TrainBenchResult {
@@ -63,6 +66,20 @@ export interface TrainBenchResult {
    * speed-up free cores would give, messaging excluded). Null where the OS does not report it.
    */
   cpu: { stepMs: number | null; stepMs1Worker: number | null; stepMsNWorkers: number | null; speedup: number | null };
+  /**
+   * Arithmetic of one step: 2·batch·(3·MACs − MACs of the first layer), i.e. forward, weight
+   * gradients, and input gradients of every layer but the first (in GFLOP).
+   */
+  stepGflop: number;
+  /** stepGflop / stepMs: what the step sustained. */
+  stepGflops: number;
+  /**
+   * The step if all of its arithmetic ran at the backend's best dense (matMul) throughput with no
+   * other cost, and that floor over the PyTorch step: no kernel work on this backend can bring
+   * `ratio` below `floorRatio` on this CPU.
+   */
+  floorStepMs: number | null;
+  floorRatio: number | null;
 }
 
 export interface TrainBenchReport {
@@ -72,6 +89,8 @@ export interface TrainBenchReport {
   steps: number;
   torchVersion: string | null;
   results: TrainBenchResult[];
+  /** The backend's best dense throughput here: a 1024³ matMul, median of 5 (null if not probed). */
+  gemmGflops: number | null;
   /** Multi-worker speed-up on the first variant (standard): ≥ 1.6 with 2 workers is the target. */
   speedup: { variant: RefTrainCnnVariant; workers: number; stepMs1: number; stepMsN: number; factor: number } | null;
 }
@@ -97,6 +116,32 @@ const noCpu = (): null => null;
 /** Median of the non-null values, or null if any is missing. */
 function medianOrNull(values: Array<number | null>): number | null {
   return values.length > 0 && values.every((v) => v !== null) ? median(values as number[]) : null;
+}
+
+/** The backend's dense throughput in GFLOP/s: an n×n by n×n matMul, median of `runs` after 2 warm-ups. */
+export function measureGemmGflops(n = 1024, runs = 5, clock: Clock = systemClock): number {
+  const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+  const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
+  try {
+    const once = (): number => {
+      const t0 = clock.hrMs();
+      tf.tidy(() => tf.matMul(a, b).dataSync());
+      return clock.hrMs() - t0;
+    };
+    once();
+    once();
+    const ms = median(Array.from({ length: runs }, once));
+    return (2 * n ** 3) / (ms * 1e6);
+  } finally {
+    tf.dispose([a, b]);
+  }
+}
+
+/** FLOPs of one training step (see TrainBenchResult.stepGflop), in GFLOP. */
+export function trainStepGflop(model: tf.LayersModel, batch: number): number {
+  const g = graphFromModel(model);
+  const firstMacs = g.nodes.find((n) => n.macs > 0)?.macs ?? 0;
+  return (2 * batch * (3 * g.totalMacs - firstMacs)) / 1e9;
 }
 
 /** Adam(1e-3) + softmax cross-entropy steps on this thread; each step's wall and CPU milliseconds. */
@@ -187,12 +232,17 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
   if (!Number.isInteger(o.workers) || o.workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be a positive integer, got ${o.workers}`);
   const clock = o.clock ?? systemClock;
   const perVariant = 3 + (o.workers > 1 ? o.warmup + o.steps + 1 : 0);
-  const total = perVariant * o.variants.length;
+  const total = perVariant * o.variants.length + (o.gemmProbe === false ? 0 : 1);
   let done = 0;
   const say = (message: string): void => o.progress?.({ message, done: done++, total });
   const b = randomBatch(o.batch, 1);
   const results: TrainBenchResult[] = [];
   let torchVersion: string | null = null;
+  let gemmGflops: number | null = null;
+  if (o.gemmProbe !== false) {
+    say('dense throughput probe (1024³ matMul)');
+    gemmGflops = round(measureGemmGflops(1024, 5, clock), 1);
+  }
   for (const variant of o.variants) {
     const model = buildRefTrainCnn(variant, { seed: 0 });
     try {
@@ -214,6 +264,8 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
         say(`${variant}: PyTorch anchor (${o.workers} threads)`);
         torchN = await o.anchor(variant, { batch: o.batch, steps: o.steps, threads: o.workers });
       }
+      const stepGflop = trainStepGflop(model, o.batch);
+      const floorStepMs = gemmGflops ? (stepGflop / gemmGflops) * 1000 : null;
       results.push({
         variant,
         stepMs: round(stepMs),
@@ -233,6 +285,10 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
           stepMsNWorkers: par?.cpuMsN ?? null,
           speedup: par && par.cpuMs1 !== null && par.cpuMsN ? round(par.cpuMs1 / par.cpuMsN, 3) : null,
         },
+        stepGflop: round(stepGflop, 3),
+        stepGflops: round(stepGflop / (stepMs / 1000), 1),
+        floorStepMs: floorStepMs === null ? null : round(floorStepMs, 1),
+        floorRatio: floorStepMs !== null && torch ? round(floorStepMs / torch.stepMs, 3) : null,
       });
     } finally {
       model.dispose();
@@ -243,5 +299,5 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
     first && first.stepMs1Worker !== null && first.stepMsNWorkers !== null && first.speedup !== null
       ? { variant: first.variant, workers: o.workers, stepMs1: first.stepMs1Worker, stepMsN: first.stepMsNWorkers, factor: first.speedup }
       : null;
-  return { backend: tf.getBackend(), workers: o.workers, batch: o.batch, steps: o.steps, torchVersion, results, speedup };
+  return { backend: tf.getBackend(), workers: o.workers, batch: o.batch, steps: o.steps, torchVersion, results, gemmGflops, speedup };
 }

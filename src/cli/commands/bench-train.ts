@@ -100,6 +100,15 @@ function printTable(ctx: CliContext, r: TrainBenchReport): void {
     if (x.ratioN === null) continue;
     ctx.out(`${x.variant.padEnd(9)} all cores: ${fmt(x.stepMsNWorkers)} ms with ${r.workers} workers vs PyTorch ${fmt(x.torchStepMsNThreads)} ms with ${r.workers} threads (ratio ${fmt(x.ratioN, 2)})`);
   }
+  if (r.gemmGflops !== null) {
+    ctx.out(`dense throughput here: ${r.gemmGflops} GFLOP/s (1024³ matMul on ${r.backend})`);
+    for (const x of r.results) {
+      ctx.out(
+        `${x.variant.padEnd(9)} ${x.stepGflop.toFixed(2)} GFLOP per step at ${x.stepGflops} GFLOP/s; floor ${fmt(x.floorStepMs)} ms ` +
+          `(all arithmetic at ${r.gemmGflops} GFLOP/s) = ratio ${fmt(x.floorRatio, 2)} at best`,
+      );
+    }
+  }
   if (r.speedup) ctx.out(`${r.speedup.workers} workers: ${r.speedup.factor.toFixed(2)}x faster per step than 1 (${r.speedup.variant})`);
 }
 
