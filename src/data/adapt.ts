@@ -30,14 +30,16 @@ export function adaptImages(set: ImageSet, target: [number, number, number], opt
   const x = new Float32Array(set.count * outSize);
   for (let start = 0; start < set.count; start += batch) {
     const n = Math.min(batch, set.count - start);
-    const values = tf.tidy(() => {
+    const out = tf.tidy(() => {
       let t: tf.Tensor4D = tf.tensor4d(set.x.subarray(start * inSize, (start + n) * inSize), [n, h, w, c]);
       if (h !== th || w !== tw) t = tf.image.resizeBilinear(t, [th, tw], false, true);
       if (c === 1 && tc === 3) t = tf.tile(t, [1, 1, 1, 3]);
       else if (c === 3 && tc === 1) t = tf.sum(tf.mul(t, tf.tensor1d(LUMA.slice())), -1, true);
-      return t.dataSync() as Float32Array;
+      return t;
     });
-    x.set(values, start * outSize);
+    // Read outside tidy: tidy walks a returned typed array element by element looking for tensors.
+    x.set(out.dataSync() as Float32Array, start * outSize);
+    out.dispose();
   }
   return { ...set, x, shape: [th, tw, tc] };
 }
