@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installFastBatchNorm, setFastBatchNorm } from '../src/runtime/fast-batch-norm.js';
 import { initBackend } from '../src/runtime/backend.js';
+import { relErr } from './helpers/rel-err.js';
 
 // The fast training path of BatchNormalization against tfjs-layers' own, on the same weights.
 function model(seed: number): tf.LayersModel {
@@ -46,16 +47,6 @@ function run(fast: boolean): Run {
   }
 }
 
-const maxRel = (a: Float32Array, b: Float32Array): number => {
-  let d = 0;
-  let s = 1e-6;
-  for (let i = 0; i < a.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-};
-
 describe.each(['cpu', 'wasm'] as const)('fast BatchNormalization training path (%s)', (backend) => {
   beforeAll(async () => {
     await initBackend(backend);
@@ -72,10 +63,10 @@ describe.each(['cpu', 'wasm'] as const)('fast BatchNormalization training path (
     const scale = Math.max(...Array.from(ref.grads[0]!, Math.abs));
     got.grads.forEach((g, i) => {
       if (i === 1) g.forEach((v, k) => expect(Math.abs(v - ref.grads[1]![k]!) / scale).toBeLessThan(1e-5));
-      else expect(maxRel(g, ref.grads[i]!), `weight ${i}`).toBeLessThan(1e-4);
+      else expect(relErr(g, ref.grads[i]!), `weight ${i}`).toBeLessThan(1e-4);
     });
-    expect(maxRel(got.movingMean, ref.movingMean)).toBeLessThan(1e-5);
-    expect(maxRel(got.movingVariance, ref.movingVariance)).toBeLessThan(1e-5);
+    expect(relErr(got.movingMean, ref.movingMean)).toBeLessThan(1e-5);
+    expect(relErr(got.movingVariance, ref.movingVariance)).toBeLessThan(1e-5);
   });
 
   it('is what training uses once installed, leaves inference alone, and leaks no tensors', () => {
@@ -93,7 +84,7 @@ describe.each(['cpu', 'wasm'] as const)('fast BatchNormalization training path (
     // Inference uses the moving statistics: different from the batch-statistics output.
     const inf = tf.tidy(() => (m.predict(x) as tf.Tensor).dataSync());
     const train = tf.tidy(() => (m.apply(x, { training: true }) as tf.Tensor).dataSync());
-    expect(maxRel(inf as Float32Array, train as Float32Array)).toBeGreaterThan(1e-3);
+    expect(relErr(inf as Float32Array, train as Float32Array)).toBeGreaterThan(1e-3);
     tf.dispose([x, y]);
     opt.dispose();
     m.dispose();

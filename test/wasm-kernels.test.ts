@@ -6,21 +6,11 @@ import { chunkRanges } from '../src/runtime/wasm-kernels/conv2d-filter-grad.js';
 import { simdDot } from '../src/runtime/wasm-kernels/simd.js';
 import { stridedInputGrad } from '../src/runtime/wasm-kernels/strided-input-grad.js';
 import { createRng, normal } from '../src/core/random.js';
+import { relErr } from './helpers/rel-err.js';
 
 // Gradient checks of the wasm training kernels against the cpu backend.
 // Relative error = max|wasm − cpu| / max(max|cpu|, 1e-6), required ≤ 1e-4.
 const TOL = 1e-4;
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  expect(a.length).toBe(b.length);
-  let diff = 0;
-  let scale = 1e-6;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    scale = Math.max(scale, Math.abs(b[i]!));
-  }
-  return diff / scale;
-}
 
 function randn(n: number, seed: number): number[] {
   const rng = createRng(seed);
