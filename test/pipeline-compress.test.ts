@@ -147,6 +147,8 @@ describe('edgekt compress pipeline', () => {
     saved.dispose();
     expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', path.join(root, 'nope'), '--data', dataSpec, '--profile', profile])).toBe(3);
     expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', teacherDir, '--data', dataSpec, '--profile', 'no-such-profile'])).toBe(3);
+    expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', teacherDir, '--data', dataSpec, '--profile', profile, '--schedule', 'later'])).toBe(2);
+    expect(await main(['node', 'edgekt', '--backend', 'cpu', 'compress', '--teacher', teacherDir, '--data', dataSpec, '--profile', profile, '--temperature', 'hot'])).toBe(2);
   });
 
   it('a residual (functional) teacher compresses to a valid student under a relative budget', async () => {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
 import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
+import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
@@ -19,6 +20,8 @@ interface PaperOptions {
   width: number;
   distillEpochs: number;
   finalEpochs: number;
+  schedule: string;
+  temperature: number;
   briefSamples: number;
   step: number;
   size: string;
@@ -40,6 +43,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
     .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
+    .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
+    .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
     .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), 0.1)
     .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', '0.01x')
@@ -68,6 +73,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const copts: CompressCliOptions = {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: o.resume, json: true, evalLimit: o.evalLimit,
           seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          schedule: o.schedule, temperature: o.temperature,
           batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         };
         const started = performance.now();

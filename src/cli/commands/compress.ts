@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { createLatencyProbe } from '../../bench/latency.js';
 import { budgetUnreachable, runCompress, type PipelineEvent, type PipelineStages, type PruneSettings } from '../../compress/pipeline.js';
-import { defaultStages } from '../../compress/pipeline/stages.js';
+import { defaultStages, PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
+import type { DistillSchedule } from '../../compress/distill/index.js';
 import { renderChartSvg, renderMarkdown, type CompressReport } from '../../compress/report/index.js';
 import { IMPORTANCE_KINDS, type ImportanceKind } from '../../compress/prune/index.js';
 import { EdgektError, EXIT } from '../../core/errors.js';
@@ -31,6 +32,10 @@ export interface CompressCliOptions {
   width: number;
   distillEpochs: number;
   finalEpochs: number;
+  /** Distillation schedule: joint | fitnets. */
+  schedule?: string;
+  /** KD temperature of distillation and fine-tunes. */
+  temperature?: number;
   briefSamples: number;
   batchSize: number;
   step: number;
@@ -83,6 +88,9 @@ function progressRenderer(enabled: boolean): { onEvent: (e: PipelineEvent) => vo
 
 /** The whole command as a function, so tests and `bench paper` run it in-process. */
 export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions, hooks: CompressHooks = {}): Promise<{ report: CompressReport; code: number }> {
+  if (o.schedule !== undefined && o.schedule !== 'joint' && o.schedule !== 'fitnets') {
+    throw new EdgektError('EDGEKT_ERR_USAGE', `--schedule must be joint or fitnets, got "${o.schedule}"`);
+  }
   if (!(IMPORTANCE_KINDS as readonly string[]).includes(o.importance)) {
     throw new EdgektError('EDGEKT_ERR_USAGE', `--importance must be one of ${IMPORTANCE_KINDS.join(', ')}`);
   }
@@ -108,6 +116,7 @@ export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions,
     };
     const stages = hooks.stages?.(o) ?? defaultStages({
       lighten: { widthMultiplier: o.width, seed: o.seed }, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs,
+      schedule: o.schedule as DistillSchedule | undefined, ...(o.temperature !== undefined ? { distill: { temperature: o.temperature } } : {}),
       briefSamples: o.briefSamples, batchSize: o.batchSize, seed: o.seed,
       onProgress: (p) => progress.onEvent({ type: 'progress', progress: p }),
     });
@@ -159,6 +168,8 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
     .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), 2)
+    .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', PIPELINE_DISTILL.schedule)
+    .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
     .option('--brief-samples <n>', 'samples per brief fine-tune after each pruning step', parseIntOption('brief-samples'), 2048)
     .option('--batch-size <n>', 'training batch size', parseIntOption('batch-size'), 64)
     .option('--step <f>', 'share of prunable channels cut per iteration', parseFloatOption('step'), 0.1)

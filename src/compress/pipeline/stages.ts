@@ -3,7 +3,7 @@ import { shuffledIndices, subset } from '../../data/index.js';
 import type { ImageSet } from '../../data/types.js';
 import { graphFromModel } from '../../model/index.js';
 import type { FineTuner } from '../budget.js';
-import { distill, evaluateAccuracy, type DistillOptions } from '../distill/index.js';
+import { distill, evaluateAccuracy, type DistillOptions, type DistillSchedule } from '../distill/index.js';
 import { lighten, type LightenOptions } from '../lighten/index.js';
 import type { PipelineStages, StageProgress } from '../pipeline.js';
 import { foldBatchNorm } from './fold-bn.js';
@@ -12,6 +12,12 @@ export interface DefaultStageOptions {
   lighten?: LightenOptions;
   /** Epochs of the distillation stage. Default 3. */
   distillEpochs?: number;
+  /**
+   * Schedule of the distillation stage. Default 'joint' (hints, KD and labels from the first step),
+   * which beat FitNets' two stages in `edgekt bench distill` (docs/benchmarks.md). Fine-tunes are
+   * always joint: the adapters are rebuilt after each cut.
+   */
+  schedule?: DistillSchedule;
   batchSize?: number;
   /** Training samples of each brief fine-tune after a pruning step. Default 2048. */
   briefSamples?: number;
@@ -28,6 +34,12 @@ export interface DefaultStageOptions {
 }
 
 /**
+ * Distillation settings of the pipeline where they differ from the library's: joint schedule and
+ * T = 2, the better setting in `edgekt bench distill` (docs/benchmarks.md, issue 4).
+ */
+export const PIPELINE_DISTILL = { schedule: 'joint' as DistillSchedule, temperature: 2 };
+
+/**
  * The production stages: lighten (depthwise-separable student), multi-level distillation, and KD
  * fine-tuning in the pruning loop through the same distillation step.
  */
@@ -39,7 +51,9 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
     lighten: async (teacher) => (await lighten(teacher, { seed, ...o.lighten })).student,
     distill: async (teacher, student, train, onProgress) => {
       await distill(teacher, student, train, {
+        temperature: PIPELINE_DISTILL.temperature,
         ...o.distill,
+        schedule: o.schedule ?? PIPELINE_DISTILL.schedule,
         epochs: o.distillEpochs ?? 3,
         batchSize,
         seed,
@@ -53,6 +67,7 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
       const data = brief ? subset(train, shuffledIndices(train.count, seed * 31 + req.iteration).subarray(0, n)) : train;
       const stage = brief ? `fine-tune ${req.iteration}` : 'final fine-tune';
       await distill(teacher, student, data, {
+        temperature: PIPELINE_DISTILL.temperature,
         ...o.distill,
         schedule: 'joint',
         hints,
