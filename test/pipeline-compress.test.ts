@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCliContext } from '../src/cli/context.js';
-import { runCompressCommand, type CompressCliOptions } from '../src/cli/commands/compress.js';
+import { progressLines, runCompressCommand, type CompressCliOptions } from '../src/cli/commands/compress.js';
 import { lighten } from '../src/compress/lighten/index.js';
 import type { CompressReport } from '../src/compress/report/index.js';
 import { main } from '../src/cli/main.js';
@@ -179,5 +179,28 @@ describe('edgekt compress pipeline', () => {
       expect(new Set(ch).size).toBe(1);
     }
     student.dispose();
+  });
+});
+
+describe('progress lines for logs', () => {
+  it('prints stage ends and iterations, and progress at most every interval (and at 100 %)', () => {
+    const lines: string[] = [];
+    let t = 0;
+    const p = progressLines((l) => lines.push(l), 30_000, () => t);
+    p.onEvent({ type: 'stage-start', stage: 'distill' });
+    for (let done = 1; done <= 100; done++) {
+      t = done * 1000;
+      p.onEvent({ type: 'progress', progress: { stage: 'distill', done, total: 100, detail: 'loss 0.5' } });
+    }
+    p.onEvent({ type: 'stage-done', stage: 'distill', resumed: false });
+    expect(lines).toEqual([
+      'compress: distill started',
+      'compress: distill 1/100 (1%) loss 0.5',
+      'compress: distill 31/100 (31%) loss 0.5',
+      'compress: distill 61/100 (61%) loss 0.5',
+      'compress: distill 91/100 (91%) loss 0.5',
+      'compress: distill 100/100 (100%) loss 0.5',
+      'compress: distill done',
+    ]);
   });
 });

@@ -55,8 +55,36 @@ export interface CompressHooks {
   afterCheckpoint?: (stage: string) => Promise<void> | void;
 }
 
-function progressRenderer(enabled: boolean): { onEvent: (e: PipelineEvent) => void; stop: () => void } {
-  if (!enabled) return { onEvent: () => {}, stop: () => {} };
+const iterationLine = (e: Extract<PipelineEvent, { type: 'iteration' }>): string => {
+  const f = e.record.figures;
+  return `#${e.record.iteration} ${e.record.kind}: ${f.params} params, p95 ${f.latencyP95Ms.toFixed(2)} ms, acc ${f.accuracy === null ? '-' : (f.accuracy * 100).toFixed(2)}%${e.record.check.met ? ' (met)' : ''}`;
+};
+
+/**
+ * Progress for logs and pipes (systemd, CI): one line per stage start/end and pruning iteration,
+ * and a progress line per stage at most every `everyMs`.
+ */
+export function progressLines(say: (line: string) => void, everyMs = 30_000, now: () => number = Date.now): { onEvent: (e: PipelineEvent) => void; stop: () => void } {
+  const last = new Map<string, number>();
+  return {
+    onEvent: (e) => {
+      if (e.type === 'stage-start') say(`compress: ${e.stage} started`);
+      else if (e.type === 'stage-done') say(`compress: ${e.stage} ${e.resumed ? 'resumed from checkpoint' : 'done'}`);
+      else if (e.type === 'iteration') say(`compress: prune ${iterationLine(e)}`);
+      else {
+        const p = e.progress;
+        const t = now();
+        if (t - (last.get(p.stage) ?? -Infinity) < everyMs && p.done < p.total) return;
+        last.set(p.stage, t);
+        say(`compress: ${p.stage} ${p.done}/${p.total} (${Math.round((100 * p.done) / Math.max(1, p.total))}%)${p.detail ? ` ${p.detail}` : ''}`);
+      }
+    },
+    stop: () => {},
+  };
+}
+
+function progressRenderer(tty: boolean, say: (line: string) => void): { onEvent: (e: PipelineEvent) => void; stop: () => void } {
+  if (!tty) return progressLines(say);
   const bars = new cliProgress.MultiBar(
     { stream: process.stderr, format: '{stage} [{bar}] {value}/{total} {detail}', hideCursor: true, clearOnComplete: false },
     cliProgress.Presets.shades_classic,
@@ -76,10 +104,7 @@ function progressRenderer(enabled: boolean): { onEvent: (e: PipelineEvent) => vo
       } else if (e.type === 'stage-done') {
         bar(e.stage, 1).update(1, { detail: e.resumed ? 'resumed from checkpoint' : 'done' });
       } else if (e.type === 'iteration') {
-        const f = e.record.figures;
-        bar('prune', 1).update(0, {
-          detail: `#${e.record.iteration} ${e.record.kind}: ${f.params} params, p95 ${f.latencyP95Ms.toFixed(2)} ms, acc ${f.accuracy === null ? '-' : (f.accuracy * 100).toFixed(2)}%${e.record.check.met ? ' (met)' : ''}`,
-        });
+        bar('prune', 1).update(0, { detail: iterationLine(e) });
       }
     },
     stop: () => bars.stop(),
@@ -107,8 +132,8 @@ export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions,
     const { teacher: _t, out: _o, resume: _r, json: _j, ...settings } = o;
     if (!o.resume) await store.clear();
     await checkRunIdentity(root, await runFingerprint(o.teacher, { settings, profile }), Boolean(o.resume));
-    // Bars only on a terminal (cli-progress draws nothing useful into pipes and logs).
-    const progress = progressRenderer(process.stderr.isTTY === true);
+    // Bars on a terminal; plain lines in pipes and logs (cli-progress draws nothing useful there).
+    const progress = progressRenderer(process.stderr.isTTY === true, ctx.err);
     const prune: PruneSettings = {
       stepFraction: o.step, maxIterations: o.maxIterations, importance: o.importance as ImportanceKind,
       minChannels: o.minChannels, roundTo: o.roundTo, latencyAware: Boolean(o.latencyAware),
