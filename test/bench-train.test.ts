@@ -73,6 +73,8 @@ describe('runTrainBench', () => {
     expect(report.gemmGflops).toBeGreaterThan(0);
     expect(x.floorStepMs).toBeCloseTo((x.stepGflop / report.gemmGflops!) * 1000, 0);
     expect(x.floorRatio).toBeCloseTo(x.floorStepMs! / 10, 2);
+    expect(x.batchNorm.fusedStepMs).toBeGreaterThan(0);
+    expect(x.batchNorm.speedup).toBeCloseTo(x.batchNorm.tfjsStepMs / x.batchNorm.fusedStepMs, 2);
     expect(x.stepGflops).toBeCloseTo(x.stepGflop / (x.stepMs / 1000), 0);
     expect(phases).toEqual(phases.map((_, i) => i));
   });

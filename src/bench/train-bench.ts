@@ -3,6 +3,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { EdgektError } from '../core/errors.js';
 import { createRng, normal } from '../core/random.js';
 import type { BackendChoice } from '../runtime/backend.js';
+import { setFastBatchNorm } from '../runtime/fast-batch-norm.js';
 import { computeLoss, createDataParallelTrainer, fromLayersModel, type ParallelBatch, type StepTimings } from '../runtime/parallel/index.js';
 import { graphFromModel } from '../model/index.js';
 import { measureModelCost } from './latency.js';
@@ -80,6 +81,11 @@ export interface TrainBenchResult {
    */
   floorStepMs: number | null;
   floorRatio: number | null;
+  /**
+   * The same step with BatchNorm through edgekt's fused op and through tfjs-layers' own composition,
+   * alternating step by step (medians): what src/runtime/fast-batch-norm.ts saves.
+   */
+  batchNorm: { fusedStepMs: number; tfjsStepMs: number; speedup: number };
 }
 
 export interface TrainBenchReport {
@@ -174,6 +180,33 @@ function timeLocalSteps(model: tf.LayersModel, b: ParallelBatch, count: number, 
   return times;
 }
 
+/** Steps alternating between the fused BatchNorm op and tfjs-layers' own path; medians of each. */
+function timeBatchNormPaths(model: tf.LayersModel, b: ParallelBatch, warmup: number, steps: number, clock: Clock): { fused: number; tfjs: number } {
+  const opt = tf.train.adam(1e-3);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const x = tf.tensor(b.x, b.xShape, 'float32');
+  const y = tf.tensor(b.y, b.yShape, 'int32');
+  const times = { fused: [] as number[], tfjs: [] as number[] };
+  const previous = setFastBatchNorm(true);
+  try {
+    for (let i = 0; i < 2 * (warmup + steps); i++) {
+      const fused = i % 2 === 0;
+      setFastBatchNorm(fused);
+      const t0 = clock.hrMs();
+      const loss = opt.minimize(() => computeLoss('softmax-ce', y, model.apply(x, { training: true }) as tf.Tensor), true, vars);
+      loss?.dataSync();
+      const ms = clock.hrMs() - t0;
+      loss?.dispose();
+      if (i >= 2 * warmup) (fused ? times.fused : times.tfjs).push(ms);
+    }
+  } finally {
+    setFastBatchNorm(previous);
+    tf.dispose([x, y]);
+    opt.dispose();
+  }
+  return { fused: median(times.fused), tfjs: median(times.tfjs) };
+}
+
 interface ParallelTimes {
   stepMs1: number;
   stepMsN: number;
@@ -235,7 +268,7 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
   if (!Number.isInteger(o.batch) || o.batch < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `batch must be a positive integer, got ${o.batch}`);
   if (!Number.isInteger(o.workers) || o.workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be a positive integer, got ${o.workers}`);
   const clock = o.clock ?? systemClock;
-  const perVariant = 3 + (o.workers > 1 ? o.warmup + o.steps + 1 : 0);
+  const perVariant = 4 + (o.workers > 1 ? o.warmup + o.steps + 1 : 0);
   const total = perVariant * o.variants.length + (o.gemmProbe === false ? 0 : 1);
   let done = 0;
   const say = (message: string): void => o.progress?.({ message, done: done++, total });
@@ -256,6 +289,8 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
       const stepCpuMs = medianOrNull(local.map((t) => t.cpuMs));
       say(`${variant}: step ${stepMs.toFixed(1)} ms; batch-1 inference x${o.inferRuns}`);
       const inferMs = (await measureModelCost(model, { warmup: 5, runs: o.inferRuns, clock })).latencyP50Ms;
+      say(`${variant}: BatchNorm fused vs tfjs-layers, alternating steps`);
+      const bn = timeBatchNormPaths(model, b, 1, o.steps, clock);
       let par: ParallelTimes | null = null;
       if (o.workers > 1) {
         par = await timeParallel(variant, model, b, o, clock, say);
@@ -293,6 +328,7 @@ export async function runTrainBench(options: TrainBenchOptions): Promise<TrainBe
         stepGflops: round(stepGflop / (stepMs / 1000), 1),
         floorStepMs: floorStepMs === null ? null : round(floorStepMs, 1),
         floorRatio: floorStepMs !== null && torch ? round(floorStepMs / torch.stepMs, 3) : null,
+        batchNorm: { fusedStepMs: round(bn.fused), tfjsStepMs: round(bn.tfjs), speedup: round(bn.tfjs / bn.fused, 3) },
       });
     } finally {
       model.dispose();

@@ -100,6 +100,10 @@ function printTable(ctx: CliContext, r: TrainBenchReport): void {
     if (x.ratioN === null) continue;
     ctx.out(`${x.variant.padEnd(9)} all cores: ${fmt(x.stepMsNWorkers)} ms with ${r.workers} workers vs PyTorch ${fmt(x.torchStepMsNThreads)} ms with ${r.workers} threads (ratio ${fmt(x.ratioN, 2)})`);
   }
+  for (const x of r.results) {
+    const bn = x.batchNorm;
+    ctx.out(`${x.variant.padEnd(9)} BatchNorm: fused op ${bn.fusedStepMs.toFixed(1)} ms vs tfjs-layers ${bn.tfjsStepMs.toFixed(1)} ms per step (${bn.speedup.toFixed(2)}x)`);
+  }
   if (r.gemmGflops !== null) {
     ctx.out(`dense throughput here: ${r.gemmGflops} GFLOP/s (1024³ matMul on ${r.backend})`);
     for (const x of r.results) {
