@@ -68,6 +68,9 @@ async function describe(backend: BackendName, reason: string): Promise<BackendIn
  */
 export async function initBackend(choice: BackendChoice = 'auto'): Promise<BackendInfo> {
   if (current && (choice === 'auto' || choice === current.backend)) return current;
+  // Production mode: no debug checks, and no "install tfjs-node" banner on stderr when the cpu
+  // backend is used (edgekt says which backend it chose, and why, in `edgekt runtime`).
+  tf.enableProdMode();
   const skipped: string[] = [];
   const order: BackendName[] = choice === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [choice];
   for (const name of order) {
