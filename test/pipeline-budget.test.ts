@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkBudgets, runPruneLoop, type CostProbe, type FineTuneRequest } from '../src/compress/budget.js';
+import { checkBudgets, costPerChannelFrom, latencySaved, latencyTables, runPruneLoop, type CostProbe, type FineTuneRequest, type LatencyTable } from '../src/compress/budget.js';
 import { initBackend } from '../src/runtime/backend.js';
 
 function model(): tf.LayersModel {
@@ -89,6 +89,42 @@ describe('budget loop', () => {
     m.dispose();
   });
 
+  it('latency lookup tables: each group measured at several channel counts; savings interpolated', async () => {
+    const m = model();
+    // A device on which only c2's width costs time, and only above 16 channels (a SIMD-width cliff).
+    const cliff: CostProbe = {
+      measure: async (x) => {
+        const c2 = (x.getLayer('c2').getWeights()[0]!.shape[3] as number);
+        const c = await fakeProbe.measure(x);
+        return { ...c, latencyP50Ms: 1 + Math.max(0, c2 - 16) * 0.1 };
+      },
+    };
+    const tables = await latencyTables(m, cliff, { minChannels: 4, roundTo: 4 });
+    const byKey = new Map(tables.map((t) => [t.key, t]));
+    expect(tables.map((t) => t.key).sort()).toEqual(['c1', 'c2']);
+    // c2: 32 channels kept 24 / 16 / 8 → 1.8 / 1.0 / 1.0 ms against 2.6 ms uncut.
+    const t2 = byKey.get('c2')!;
+    expect(t2.points.map((p) => p.keep)).toEqual([32, 24, 16, 8]);
+    t2.points.forEach((p, i) => expect(p.latencyMs).toBeCloseTo([2.6, 1.8, 1.0, 1.0][i]!, 9));
+    expect(latencySaved(t2, 4)).toBeCloseTo(0.4, 9);
+    expect(latencySaved(t2, 12)).toBeCloseTo(1.2, 9);
+    expect(latencySaved(t2, 20)).toBeCloseTo(1.6, 9);
+    // c1 does not change latency on this device: cutting it saves nothing.
+    expect(byKey.get('c1')!.points.every((p) => Math.abs(p.latencyMs - 2.6) < 1e-9)).toBe(true);
+    const costs = costPerChannelFrom(tables, 0.25);
+    expect(costs.get('c2')).toBeCloseTo(0.1, 9);
+    expect(costs.get('c1')).toBe(1e-4);
+    m.dispose();
+  });
+
+  it('interpolates and extrapolates a table linearly, never below zero savings', () => {
+    const t: LatencyTable = { key: 'g', size: 16, points: [{ keep: 16, latencyMs: 2 }, { keep: 8, latencyMs: 1 }, { keep: 4, latencyMs: 1.5 }] };
+    expect(latencySaved(t, 0)).toBe(0);
+    expect(latencySaved(t, 4)).toBeCloseTo(0.5, 9);
+    expect(latencySaved(t, 10)).toBeCloseTo(0.75, 9);
+    expect(latencySaved(t, 14)).toBeCloseTo(0.25, 9);
+  });
+
   it('accuracy below its minimum after the final fine-tune is reported unmet; latency-aware mode runs', async () => {
     const m = model();
     const r = await runPruneLoop(m, {
@@ -102,6 +138,10 @@ describe('budget loop', () => {
     expect(r.met).toBe(false);
     expect(r.stopReason).toMatch(/accuracy/);
     expect(r.history[r.history.length - 1]!.check.resourcesMet).toBe(true);
+    // Each pruning iteration keeps the lookup tables its ranking used.
+    const pruned = r.history.filter((h) => h.kind === 'prune');
+    expect(pruned.length).toBeGreaterThan(0);
+    for (const h of pruned) expect(h.latencyTables!.every((t) => t.points.length >= 2)).toBe(true);
     r.model.dispose();
     m.dispose();
   });
