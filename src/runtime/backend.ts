@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../core/errors.js';
 import { installFastBatchNorm } from './fast-batch-norm.js';
+import { installFusedDepthwise } from './fused-depthwise.js';
 import { registerWasmTrainingKernels } from './wasm-kernels/index.js';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
@@ -79,8 +80,10 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
     else if (name === 'wasm') failure = await tryWasm();
     else failure = (await tf.setBackend('cpu')) ? null : 'cpu backend did not initialise';
     if (failure === null) {
-      // Every backend trains BatchNorm faster through one fused op (see fast-batch-norm.ts).
+      // Every backend trains BatchNorm faster through one fused op (fast-batch-norm.ts) and runs
+      // depthwise layers as one fused kernel at inference (fused-depthwise.ts).
       installFastBatchNorm();
+      installFusedDepthwise();
       const reason =
         choice === 'auto'
           ? skipped.length ? `auto: ${skipped.join('; ')}` : 'auto: first choice available'
