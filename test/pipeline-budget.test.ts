@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkBudgets, costPerChannelFrom, latencySaved, latencyTables, runPruneLoop, type CostProbe, type FineTuneRequest, type LatencyTable } from '../src/compress/budget.js';
+import { checkBudgets, costPerChannelFrom, nextStepFraction, latencySaved, latencyTables, runPruneLoop, type CostProbe, type FineTuneRequest, type LatencyTable } from '../src/compress/budget.js';
 import { initBackend } from '../src/runtime/backend.js';
 
 function model(): tf.LayersModel {
@@ -64,6 +64,33 @@ describe('budget loop', () => {
     expect(calls.filter((c) => c.kind === 'brief')).toHaveLength(prunes.length);
     for (const h of prunes) expect(h.plan!.groups.every((g) => g.keep.length % 2 === 0)).toBe(true);
     expect(tf.memory().numTensors - before).toBe(r.model.weights.length);
+    r.model.dispose();
+    m.dispose();
+  });
+
+  it('when only the size budget is over, cuts about what it needs instead of a whole step', async () => {
+    const size = (value: number, limit: number) => checkBudgets({ latencyP50Ms: 1, latencyP95Ms: 1, latencyP99Ms: 1, peakMemoryMB: 1, modelSizeKB: value, params: 1, accuracy: 0.5 }, { modelSizeKB: limit, latencyP95Ms: 2, minAccuracy: 0.9 });
+    expect(nextStepFraction(size(100, 50), 0.1)).toBe(0.1);
+    expect(nextStepFraction(size(100, 97), 0.1)).toBeCloseTo(1.1 * (1 - Math.pow(0.97, 1 / 1.5)), 9);
+    expect(nextStepFraction(size(100, 99.99), 0.1)).toBe(0.01);
+    // Another resource budget over as well: the configured step.
+    const both = checkBudgets({ latencyP50Ms: 3, latencyP95Ms: 3, latencyP99Ms: 3, peakMemoryMB: 1, modelSizeKB: 100, params: 1, accuracy: 0.9 }, { modelSizeKB: 97, latencyP95Ms: 2 });
+    expect(nextStepFraction(both, 0.1)).toBe(0.1);
+
+    const m = model();
+    const start = m.countParams();
+    const r = await runPruneLoop(m, {
+      budgets: { modelSizeKB: (0.95 * start * 4) / 1024 },
+      probe: fakeProbe,
+      fineTune: async () => {},
+      evaluate: () => null,
+      stepFraction: 0.5,
+      minChannels: 2,
+    });
+    expect(r.met).toBe(true);
+    // A 50 % channel step would have left about a third of the parameters.
+    expect(r.model.countParams()).toBeGreaterThan(0.85 * start);
+    expect(r.model.countParams()).toBeLessThanOrEqual(0.95 * start);
     r.model.dispose();
     m.dispose();
   });

@@ -180,6 +180,20 @@ export function costPerChannelFrom(tables: readonly LatencyTable[], fraction: nu
 }
 
 /**
+ * Share of channels to cut next. The configured step, except when the model size is the only
+ * resource budget still violated: size follows from the channel counts, so cut about what is needed
+ * (parameters taken to scale with channels^1.5, between depthwise/first-layer ~c and pointwise ~c²,
+ * plus 10 %) instead of overshooting by a whole step. Never below 1 %.
+ */
+export function nextStepFraction(check: BudgetCheck, step: number): number {
+  const resource = check.violations.filter((v) => v.budget !== 'minAccuracy');
+  if (resource.length !== 1 || resource[0]!.budget !== 'modelSizeKB') return step;
+  const { limit, value } = resource[0]!;
+  const needed = 1 - Math.pow(limit / value, 1 / 1.5);
+  return Math.min(step, Math.max(0.01, 1.1 * needed));
+}
+
+/**
  * Global iterative pruning against measured budgets: cut the least important channels, fine-tune
  * briefly, measure on this device, repeat until the resource budgets hold; then fine-tune longer
  * and check every budget. Returns the final model if it meets them, else the closest one seen.
@@ -237,15 +251,23 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       }
       const t0 = clock();
       const tables = o.latencyAware ? await latencyTables(current, o.probe, o) : undefined;
-      const costPerChannel = tables ? costPerChannelFrom(tables, o.stepFraction ?? 0.1) : undefined;
-      const step = await pruneStep(current, {
-        fraction: o.stepFraction ?? 0.1,
-        importance: o.importance,
-        minChannels: o.minChannels,
-        roundTo: o.roundTo,
-        skipLayers: o.skipLayers,
-        costPerChannel,
-      });
+      const cut = async (fraction: number): ReturnType<typeof pruneStep> =>
+        pruneStep(current, {
+          fraction,
+          importance: o.importance,
+          minChannels: o.minChannels,
+          roundTo: o.roundTo,
+          skipLayers: o.skipLayers,
+          costPerChannel: tables ? costPerChannelFrom(tables, fraction) : undefined,
+        });
+      const configured = o.stepFraction ?? 0.1;
+      const fraction = nextStepFraction(last.check, configured);
+      let step = await cut(fraction);
+      // A just-enough step can round to no channel at all in a small model: take a whole step then.
+      if (step.removedChannels === 0 && fraction < configured) {
+        step.model.dispose();
+        step = await cut(configured);
+      }
       if (step.removedChannels === 0) {
         step.model.dispose();
         stopReason = 'nothing left to prune within the limits';
