@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { patchLayerCall } from './patch-layer.js';
 
 /**
  * A shorter training path for tfjs-layers' BatchNormalization (channels-last, normalised over every
@@ -75,12 +76,7 @@ export function batchNormTraining(
 
 /** Installs the fast path on tfjs-layers' BatchNormalization class (idempotent). */
 export function installFastBatchNorm(): void {
-  // An unbuilt layer holds no weights: nothing to dispose.
-  const probe = tf.layers.batchNormalization({});
-  const proto = Object.getPrototypeOf(probe) as { call: Call & { [MARK]?: true } };
-  if (proto.call[MARK]) return;
-  const original = proto.call;
-  const fast: Call & { [MARK]?: true } = function (this: BnLayer, inputs, kwargs) {
+  patchLayerCall<Call>(tf.layers.batchNormalization({}), MARK, (original) => function (this: BnLayer, inputs, kwargs) {
     const input = Array.isArray(inputs) ? inputs[0]! : inputs;
     const axis = this.axis >= 0 ? this.axis : this.axis + input.rank;
     if (!enabled || !kwargs['training'] || axis !== input.rank - 1 || !this.center || !this.scale || Array.isArray(inputs) && inputs.length !== 1) {
@@ -99,7 +95,5 @@ export function installFastBatchNorm(): void {
       tf.dispose([mean, variance]);
       return y;
     });
-  };
-  fast[MARK] = true;
-  proto.call = fast;
+  });
 }

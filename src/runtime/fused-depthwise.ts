@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { patchLayerCall } from './patch-layer.js';
 
 /**
  * Inference path for tfjs-layers' DepthwiseConv2D: one fused kernel (convolution + bias +
@@ -34,12 +35,7 @@ export function setFusedDepthwise(on: boolean): boolean {
 
 /** Installs the fused inference path on tfjs-layers' DepthwiseConv2D class (idempotent). */
 export function installFusedDepthwise(): void {
-  // An unbuilt layer holds no weights: nothing to dispose.
-  const probe = tf.layers.depthwiseConv2d({ kernelSize: 3 });
-  const proto = Object.getPrototypeOf(probe) as { call: Call & { [MARK]?: true } };
-  if (proto.call[MARK]) return;
-  const original = proto.call;
-  const fused: Call & { [MARK]?: true } = function (this: DepthwiseLayer, inputs, kwargs) {
+  patchLayerCall<Call>(tf.layers.depthwiseConv2d({ kernelSize: 3 }), MARK, (original) => function (this: DepthwiseLayer, inputs, kwargs) {
     const activation = FUSABLE[this.activation?.getClassName() ?? 'linear'];
     const dilated = Array.isArray(this.dilationRate) ? this.dilationRate.some((d) => d !== 1) : this.dilationRate !== 1;
     const input = Array.isArray(inputs) ? inputs[0]! : inputs;
@@ -56,7 +52,5 @@ export function installFusedDepthwise(): void {
         activation,
       }),
     );
-  };
-  fused[MARK] = true;
-  proto.call = fused;
+  });
 }
