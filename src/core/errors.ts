@@ -20,6 +20,9 @@ export const ERROR_CODES = {
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
   EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
+  EDGEKT_ERR_CONFIG: 'an agent or coordinator config file is invalid (the message names each field)',
+  EDGEKT_ERR_DISK_FULL: 'not enough free disk for an artifact on this device',
+  EDGEKT_ERR_DATASET_UNKNOWN: 'a job names a dataset this device does not have',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 

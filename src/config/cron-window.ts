@@ -1,0 +1,18 @@
+import cron from 'node-cron';
+
+/**
+ * The minute-level test of a profile's `allowedCron` (seconds ignored): training may run in the
+ * minutes the expression matches. node-cron parses; the match is on its parsed fields.
+ */
+export function cronAllows(expression: string, d: Date): boolean {
+  const f = cron.parse(expression);
+  const dow = d.getDay();
+  const inList = (list: Array<number | string>, v: number): boolean => list.some((x) => Number(x) === v);
+  return (
+    f.minute.includes(d.getMinutes()) &&
+    f.hour.includes(d.getHours()) &&
+    inList(f.dayOfMonth, d.getDate()) &&
+    f.month.includes(d.getMonth() + 1) &&
+    (inList(f.dayOfWeek, dow) || (dow === 0 && inList(f.dayOfWeek, 7)))
+  );
+}
