@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { RolloutSpecSchema, type RolloutSpec } from '../src/config/rollout.js';
+import { rolloutSpecSchema as RolloutSpecSchema, type RolloutSpec } from '../src/config/rollout.js';
 import { planRollout, type ExecutionState, type ExecutionView } from '../src/coordinator/rollout-planner.js';
 
 const SHA = 'a'.repeat(64);
-const spec = (over: Record<string, unknown>): RolloutSpec => RolloutSpecSchema.parse({ artifact: SHA, target: { all: true }, dataset: 'digits', ...over });
+const spec = (over: Record<string, unknown>): RolloutSpec => RolloutSpecSchema.parse({ teacherSha256: SHA, target: { kind: 'all' }, job: { dataset: 'digits' }, ...over });
 const devices = Array.from({ length: 10 }, (_, i) => `d${i}`);
 const MIN = 60_000;
 
@@ -51,14 +51,14 @@ describe('rollout planner', () => {
   });
 
   it('halts by itself when failures pass the threshold after the minimum finished', () => {
-    const s = spec({ staging: { kind: 'rate', perMinute: 2 }, abort: { failureThresholdPercent: 50, minFinished: 4 } });
+    const s = spec({ staging: { kind: 'rate', perMinute: 2 }, abort: { failureShare: 0.5, minFinished: 4 } });
     const { plan, ex } = simulate(s, (d) => (['d1', 'd2', 'd3'].includes(d) ? 'failed' : 'succeeded'), 60);
     expect(plan.abort).toMatch(/failures 3\/4/);
     expect([...ex.keys()]).toEqual(['d0', 'd1', 'd2', 'd3']);
   });
 
   it('does not abort below the minimum finished count', () => {
-    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, abort: { failureThresholdPercent: 50, minFinished: 20 } });
+    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, abort: { failureShare: 0.5, minFinished: 20 } });
     const { plan } = simulate(s, (d) => (d < 'd5' ? 'failed' : 'succeeded'), 5);
     expect(plan.abort).toBeNull();
     expect(plan.done).toBe(true);
@@ -66,7 +66,7 @@ describe('rollout planner', () => {
   });
 
   it('retries a timed-out device, then marks it timed_out', () => {
-    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, retries: 1, timeouts: { inProgressSeconds: 30 } });
+    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, retries: { max: 1 }, timeouts: { inProgressMs: 30_000 } });
     const { plan, log, ex } = simulate(s, (d) => (d === 'd3' ? 'distilling' : 'succeeded'), 20);
     expect(plan.done).toBe(true);
     expect(log.flatMap((l) => l.retry)).toEqual(['d3']);
@@ -75,7 +75,7 @@ describe('rollout planner', () => {
   });
 
   it('retries failures but never a rejected job', () => {
-    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, retries: 2 });
+    const s = spec({ staging: { kind: 'rate', perMinute: 10 }, retries: { max: 2 } });
     const { log, ex } = simulate(s, (d, attempt) => (d === 'd1' ? (attempt < 3 ? 'failed' : 'succeeded') : d === 'd2' ? 'rejected' : 'succeeded'), 10);
     expect(log.flatMap((l) => l.retry)).toEqual(['d1', 'd1']);
     expect(ex.get('d1')).toMatchObject({ state: 'succeeded', attempts: 3 });
@@ -83,16 +83,21 @@ describe('rollout planner', () => {
   });
 
   it('dispatches only inside the maintenance window', () => {
-    const s = spec({ maintenanceWindow: '* 2-3 * * *' });
+    const s = spec({ maintenanceWindow: { cron: '0 2 * * *', durationMs: 2 * 3600_000 } });
     const at = (h: number): number => new Date(2026, 11, 3, h, 5).getTime();
     const base = { spec: s, startedAt: at(1), targets: devices, executions: new Map() };
     expect(planRollout({ ...base, now: at(1) }).dispatch).toEqual([]);
     expect(planRollout({ ...base, now: at(2) }).dispatch).toHaveLength(10);
+    expect(planRollout({ ...base, now: at(3) }).dispatch).toHaveLength(10);
+    expect(planRollout({ ...base, now: at(4) }).dispatch).toEqual([]);
   });
 
   it('refuses bad specs by field', () => {
-    expect(RolloutSpecSchema.safeParse({ artifact: SHA, target: { all: true }, dataset: 'x', staging: { kind: 'percentages', steps: [50, 20, 100] } }).success).toBe(false);
-    expect(RolloutSpecSchema.safeParse({ artifact: SHA, target: { all: true }, dataset: 'x', retries: 11 }).success).toBe(false);
-    expect(RolloutSpecSchema.safeParse({ artifact: SHA, target: { all: true }, dataset: 'x', maintenanceWindow: 'nope' }).success).toBe(false);
+    const base = { teacherSha256: SHA, target: { kind: 'all' } };
+    expect(RolloutSpecSchema.safeParse({ ...base, staging: { kind: 'percentages', steps: [50, 20, 100] } }).success).toBe(false);
+    expect(RolloutSpecSchema.safeParse({ ...base, staging: { kind: 'percentages', steps: [50] } }).success).toBe(false);
+    expect(RolloutSpecSchema.safeParse({ ...base, retries: { max: 11 } }).success).toBe(false);
+    expect(RolloutSpecSchema.safeParse({ ...base, maintenanceWindow: { cron: 'nope', durationMs: 1 } }).success).toBe(false);
+    expect(RolloutSpecSchema.safeParse(base).success).toBe(true);
   });
 });

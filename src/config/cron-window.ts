@@ -16,3 +16,15 @@ export function cronAllows(expression: string, d: Date): boolean {
     (inList(f.dayOfWeek, dow) || (dow === 0 && inList(f.dayOfWeek, 7)))
   );
 }
+
+/** True when a window that opens at each match of `expression` and lasts `durationMs` is open at `d`. */
+export function windowOpen(expression: string, durationMs: number, d: Date): boolean {
+  const minute = 60_000;
+  const start = Math.floor(d.getTime() / minute) * minute;
+  const steps = Math.min(Math.ceil(durationMs / minute), 7 * 24 * 60);
+  for (let i = 0; i < Math.max(1, steps); i++) {
+    const t = start - i * minute;
+    if (d.getTime() - t < durationMs && cronAllows(expression, new Date(t))) return true;
+  }
+  return false;
+}

@@ -1,4 +1,4 @@
-import { cronAllows } from '../config/cron-window.js';
+import { windowOpen } from '../config/cron-window.js';
 import type { RolloutSpec } from '../config/rollout.js';
 
 /** Coordinator-side state of one device in a rollout: the agent's job states plus queued/dispatched/timed_out. */
@@ -47,9 +47,12 @@ export interface Plan {
   counts: { finished: number; failures: number; inFlight: number; queued: number };
 }
 
-function retriesLeft(spec: RolloutSpec, e: ExecutionView): boolean {
-  return e.attempts <= spec.retries;
+function retriesLeft(spec: RolloutSpec, e: ExecutionView, now: number): boolean {
+  return e.attempts <= spec.retries.max && now - e.updatedAt >= spec.retries.backoffMs;
 }
+
+/** Without an explicit in-progress timeout an execution may take a day. */
+const DEFAULT_IN_PROGRESS_MS = 24 * 3600_000;
 
 /**
  * One decision of a staged rollout, as a pure function of its state (AWS IoT Jobs semantics):
@@ -62,17 +65,19 @@ export function planRollout(i: PlanInput): Plan {
   const retry: string[] = [];
   const timeOut: string[] = [];
   const view = new Map(i.executions);
-  const stepTimeoutMs = spec.timeouts.stepSeconds !== undefined ? spec.timeouts.stepSeconds * 1000 : undefined;
+  const stepTimeoutMs = spec.timeouts.stepMs;
+  const inProgressMs = spec.timeouts.inProgressMs ?? DEFAULT_IN_PROGRESS_MS;
   let lastDispatch = -Infinity;
   for (const e of view.values()) if (e.dispatchedAt !== null) lastDispatch = Math.max(lastDispatch, e.dispatchedAt);
 
   for (const [id, e] of view) {
     if (e.state === 'queued') continue;
-    const stale = !isFinal(e.state) && now - e.updatedAt > spec.timeouts.inProgressSeconds * 1000;
+    const stale = !isFinal(e.state) && now - e.updatedAt > inProgressMs;
     const stepOver = !isFinal(e.state) && stepTimeoutMs !== undefined && spec.staging.kind === 'percentages' && now - lastDispatch > stepTimeoutMs;
     const state: ExecutionState = stale || stepOver ? 'timed_out' : e.state;
-    if (RETRYABLE.has(state) && retriesLeft(spec, e)) retry.push(id);
-    else if (state === 'timed_out' && e.state !== 'timed_out') timeOut.push(id);
+    const canRetry = RETRYABLE.has(state) && e.attempts <= spec.retries.max;
+    if (canRetry && retriesLeft(spec, e, now)) retry.push(id);
+    else if (!canRetry && state === 'timed_out' && e.state !== 'timed_out') timeOut.push(id);
     if (state !== e.state) view.set(id, { ...e, state });
   }
   const willRetry = new Set(retry);
@@ -80,7 +85,7 @@ export function planRollout(i: PlanInput): Plan {
   let failures = 0;
   let inFlight = 0;
   for (const [id, e] of view) {
-    if (willRetry.has(id)) {
+    if (willRetry.has(id) || (RETRYABLE.has(e.state) && e.attempts <= spec.retries.max)) {
       inFlight++;
       continue;
     }
@@ -93,19 +98,20 @@ export function planRollout(i: PlanInput): Plan {
   const counts = { finished, failures, inFlight, queued: queuedIds.length };
 
   const a = spec.abort;
-  if (a && finished >= a.minFinished && (100 * failures) / finished >= a.failureThresholdPercent) {
-    return { dispatch: [], retry: [], timeOut, abort: `failures ${failures}/${finished} finished ≥ ${a.failureThresholdPercent}% (after ≥ ${a.minFinished})`, done: false, step: 0, counts };
+  if (a && finished >= a.minFinished && failures / finished >= a.failureShare) {
+    return { dispatch: [], retry: [], timeOut, abort: `failures ${failures}/${finished} finished ≥ ${(100 * a.failureShare).toFixed(0)}% (after ≥ ${a.minFinished})`, done: false, step: 0, counts };
   }
   const done = queuedIds.length === 0 && inFlight === 0;
   if (done) return { dispatch: [], retry: [], timeOut, abort: null, done: true, step: 0, counts };
-  if (spec.maintenanceWindow && !cronAllows(spec.maintenanceWindow, new Date(now))) {
+  const w = spec.maintenanceWindow;
+  if (w && !windowOpen(w.cron, w.durationMs, new Date(now))) {
     return { dispatch: [], retry: [], timeOut, abort: null, done: false, step: 0, counts };
   }
 
   const s = spec.staging;
   if (s.kind === 'rate') {
     const minute = Math.floor(Math.max(0, now - i.startedAt) / 60_000);
-    const allowed = Math.min(s.maxPerMinute, Math.floor(s.perMinute * Math.pow(s.incrementFactor, minute)));
+    const allowed = Math.min(s.maxPerMinute ?? Infinity, Math.floor(s.perMinute * Math.pow(s.incrementFactor, minute)));
     let recent = 0;
     for (const e of i.executions.values()) if (e.dispatchedAt !== null && now - e.dispatchedAt < 60_000) recent++;
     const budget = Math.max(0, allowed - recent);

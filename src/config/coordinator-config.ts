@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { EdgektError } from '../core/errors.js';
+import { configError } from './agent-config.js';
+
+const Id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and -, at most 64');
+
+export const CoordinatorConfigSchema = z
+  .object({
+    /** Unique per coordinator process: names its MQTT client, leases and block-response topics. */
+    id: Id,
+    broker: z
+      .object({
+        url: z.string().regex(/^(mqtts?|wss?):\/\/.+/, 'a URL like mqtts://broker:8883'),
+        tls: z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
+        username: z.string().min(1).optional(),
+        passwordFile: z.string().min(1).optional(),
+        /** Shared-subscription group: coordinators in one group split the devices' reports. */
+        shareGroup: Id.default('edgekt'),
+      })
+      .strict(),
+    store: z.union([
+      z.object({ sqlite: z.string().min(1) }).strict(),
+      /** The connection URL is read from a file (it holds a password). */
+      z.object({ postgresUrlFile: z.string().min(1) }).strict(),
+    ]),
+    http: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Bearer tokens, one per line in each file: read-only and admin. */
+        readTokensFile: z.string().min(1).optional(),
+        adminTokensFile: z.string().min(1),
+      })
+      .strict(),
+    /** Ed25519 private key (PEM) that signs teacher manifests for the fleet. */
+    fleetKey: z.string().min(1),
+    /** Where published teachers and pulled students are kept, content-addressed. */
+    artifactsDir: z.string().min(1),
+    /** Rollout driver tick. */
+    tickMs: z.number().int().min(50).max(60_000).default(1000),
+    log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
+  })
+  .strict();
+export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
+
+export function parseCoordinatorConfig(text: string, source = 'coordinator config'): CoordinatorConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : '';
+    throw new EdgektError('EDGEKT_ERR_CONFIG', `${source}: not valid YAML${where}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+  }
+  const r = CoordinatorConfigSchema.safeParse(raw ?? {});
+  if (!r.success) throw configError(source, r.error);
+  return r.data;
+}

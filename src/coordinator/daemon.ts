@@ -1,0 +1,134 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { CoordinatorConfig } from '../config/coordinator-config.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import type { CoordinatorStore, Execution } from '../store/coordinator/index.js';
+import { createBlockServer, type BlockServer } from '../transport/blocks/index.js';
+import { allowPullResponse, filters, topics } from '../transport/topics.js';
+import { createArtifactStore } from './artifacts.js';
+import { createHttpApi, type HttpApiOptions } from './http.js';
+import { createReportHandler } from './reports.js';
+import { createRolloutDriver } from './rollout-driver.js';
+
+export interface CoordinatorOptions {
+  config: CoordinatorConfig;
+  store: CoordinatorStore;
+  fleetKey: KeyObject;
+  secrets: { password?: string; ca?: Buffer; cert?: Buffer; key?: Buffer };
+  readTokens: readonly string[];
+  adminTokens: readonly string[];
+  logger: Logger;
+  clock?: Clock;
+  extendHttp?: HttpApiOptions['extend'];
+}
+
+export interface Coordinator {
+  start(): Promise<{ httpUrl: string }>;
+  stop(): Promise<void>;
+  readonly http: FastifyInstance | null;
+  /** Runs one rollout tick now (tests; production ticks on a timer). */
+  tick(): Promise<void>;
+}
+
+const FINAL = new Set(['succeeded', 'failed', 'rejected', 'canceled', 'timed_out']);
+
+/**
+ * The fleet coordinator: a persistent MQTT 5 session whose report subscriptions are shared
+ * (`$share/<group>/…`, so N coordinators split the load), the block server for published
+ * teachers, the rollout driver on a timer, and the HTTP API. Every decision reads the store, so
+ * coordinators are interchangeable and restartable.
+ */
+export function createCoordinator(o: CoordinatorOptions): Coordinator {
+  const c = o.config;
+  const clock = o.clock ?? systemClock;
+  const log = o.logger;
+  let client: MqttClient | null = null;
+  let server: BlockServer | null = null;
+  let http: FastifyInstance | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let ticking: Promise<void> | null = null;
+  const live = new Map<string, { deviceId: string; state: string; progress: unknown; at: number }>();
+  const artifacts = createArtifactStore(o.store, c.artifactsDir);
+  let driver: ReturnType<typeof createRolloutDriver> | null = null;
+
+  const tick = async (): Promise<void> => {
+    if (!driver || ticking) return ticking ?? undefined;
+    ticking = driver.tick().finally(() => (ticking = null));
+    return ticking;
+  };
+
+  async function cancelInFlight(rolloutId: string): Promise<void> {
+    let cursor: string | null = null;
+    do {
+      const page: { items: Execution[]; nextCursor: string | null } = await o.store.listExecutions(rolloutId, {}, { limit: 1000, cursor });
+      for (const e of page.items) if (!FINAL.has(e.state)) await client?.publishAsync(topics.jobs(e.deviceId), JSON.stringify({ type: 'cancel', jobId: e.jobId }), { qos: 1 });
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  return {
+    get http() {
+      return http;
+    },
+    tick,
+    async start() {
+      const share = c.broker.shareGroup;
+      const opts: IClientOptions = {
+        protocolVersion: 5, clientId: `edgekt-coordinator-${c.id}`, clean: false, reconnectPeriod: 1000,
+        properties: { sessionExpiryInterval: 3600 },
+        ...(c.broker.username ? { username: c.broker.username } : {}),
+        ...(o.secrets.password !== undefined ? { password: o.secrets.password } : {}),
+        ...(o.secrets.ca ? { ca: o.secrets.ca } : {}), ...(o.secrets.cert ? { cert: o.secrets.cert } : {}), ...(o.secrets.key ? { key: o.secrets.key } : {}),
+      };
+      client = mqtt.connect(c.broker.url, opts);
+      const cl = client;
+      const reports = createReportHandler({
+        coordinatorId: c.id, store: o.store, client: cl, artifactsDir: c.artifactsDir, clock, logger: log,
+        onProgress: (deviceId, jobId, progress, state) => live.set(jobId, { deviceId, state, progress, at: clock.now() }),
+      });
+      cl.on('connect', () => {
+        // Status is retained: retained messages are not delivered on shared subscriptions, so every
+        // coordinator subscribes to status directly (upserts are idempotent and ordered by time).
+        cl.subscribe(filters.allStatus, { qos: 1 });
+        cl.subscribe([`$share/${share}/${filters.allTelemetry}`, `$share/${share}/${filters.allJobUpdates}`], { qos: 1 });
+        log.info({ broker: c.broker.url }, 'coordinator connected');
+      });
+      cl.on('error', (e) => log.warn({ err: e.message }, 'mqtt error'));
+      cl.on('message', (topic, payload) => {
+        if (topic.endsWith('/status') || topic.endsWith('/telemetry') || topic.endsWith('/update')) {
+          void reports.handle(topic, payload).then(() => {
+            if (topic.endsWith('/update')) void tick();
+          });
+        }
+      });
+      server = createBlockServer({ client: cl, requestFilter: filters.sharedPulls(share), source: artifacts.source, allowResponseTopic: allowPullResponse, logger: log });
+      driver = createRolloutDriver({
+        coordinatorId: c.id, store: o.store, artifacts, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs),
+        publishJob: async (deviceId, message) => {
+          await cl.publishAsync(topics.jobs(deviceId), JSON.stringify(message), { qos: 1 });
+        },
+      });
+      http = await createHttpApi({
+        store: o.store, artifacts, readTokens: o.readTokens, adminTokens: o.adminTokens,
+        blocksServed: () => server?.stats().blocksServed ?? 0,
+        newId: () => `r${clock.now().toString(36)}${randomBytes(3).toString('hex')}`,
+        onAbort: cancelInFlight, progress: () => live, extend: o.extendHttp,
+      });
+      const address = await http.listen({ host: c.http.host, port: c.http.port });
+      timer = setInterval(() => void tick(), c.tickMs);
+      timer.unref();
+      return { httpUrl: address };
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      await ticking;
+      await driver?.release();
+      await http?.close();
+      await server?.close();
+      await client?.endAsync();
+      await o.store.close();
+    },
+  };
+}

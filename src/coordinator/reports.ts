@@ -1,0 +1,147 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdir, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { StatusMessageSchema, TelemetryMessageSchema } from '../config/messages.js';
+import type { Clock } from '../core/clock.js';
+import { toEdgektError } from '../core/errors.js';
+import type { CoordinatorStore } from '../store/coordinator/index.js';
+import { createFileBlockSink, createMemoryBlockLedger, pullFile } from '../transport/blocks/index.js';
+import { verifyEnvelope } from '../transport/signing.js';
+import { parseDeviceTopic, topics } from '../transport/topics.js';
+
+/** A device's job update as the agent's job store writes it (store/jobs.ts JobUpdateMessage). */
+export const JobUpdatePayloadSchema = z.object({
+  kind: z.enum(['state', 'progress']),
+  jobId: z.string().min(1),
+  seq: z.number().int().nonnegative(),
+  progressSeq: z.number().int().nonnegative(),
+  state: z.string().min(1),
+  at: z.number(),
+  from: z.string().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  result: z.unknown().optional(),
+  progress: z.unknown().optional(),
+  pausedReason: z.string().nullable().optional(),
+});
+
+const ResultSchema = z.object({ met: z.boolean(), report: z.record(z.string(), z.json()), student: z.unknown() });
+
+export interface ReportHandlerOptions {
+  coordinatorId: string;
+  store: CoordinatorStore;
+  client: MqttClient;
+  artifactsDir: string;
+  clock: Clock;
+  logger: Logger;
+  /** Live progress for the API and the dashboard (not persisted: the next state update supersedes it). */
+  onProgress?: (deviceId: string, jobId: string, progress: unknown, state: string) => void;
+}
+
+/**
+ * Turns device messages into store writes: status and Last Will into the registry (a device's
+ * public key is pinned on first sight), telemetry, sequenced job updates (idempotent by jobId+seq),
+ * and results: the student is pulled over the device's `serve` topic, its manifest verified with
+ * the pinned key and its files with their hashes, then recorded exactly once.
+ */
+export function createReportHandler(o: ReportHandlerOptions) {
+  const keys = new Map<string, KeyObject>();
+  const pulling = new Set<string>();
+
+  async function deviceKey(deviceId: string): Promise<KeyObject | null> {
+    const cached = keys.get(deviceId);
+    if (cached) return cached;
+    const d = await o.store.getDevice(deviceId);
+    const pem = (d?.capacity as { publicKey?: unknown } | undefined)?.publicKey;
+    if (typeof pem !== 'string') return null;
+    const k = createPublicKey(pem);
+    keys.set(deviceId, k);
+    return k;
+  }
+
+  async function onStatus(deviceId: string, payload: Buffer): Promise<void> {
+    const s = StatusMessageSchema.parse(JSON.parse(payload.toString('utf8')));
+    if (s.deviceId !== deviceId) throw new Error(`status of ${s.deviceId} on ${deviceId}'s topic`);
+    const at = Date.parse(s.at);
+    if (s.state === 'offline') {
+      await o.store.markOffline(deviceId, at);
+      return;
+    }
+    const prev = await o.store.getDevice(deviceId);
+    const pinned = (prev?.capacity as { publicKey?: unknown } | undefined)?.publicKey;
+    if (typeof pinned === 'string' && s.publicKey && pinned !== s.publicKey) {
+      o.logger.error({ deviceId }, 'device presented a different public key than the pinned one; status ignored');
+      return;
+    }
+    await o.store.upsertDevices([{
+      id: deviceId, online: true, profile: s.profile ?? null, groups: s.groups, versions: s.versions,
+      capacity: { ...(s.capacity ?? {}), ...(typeof pinned === 'string' ? { publicKey: pinned } : s.publicKey ? { publicKey: s.publicKey } : {}) },
+      state: 'online', lastSeen: at,
+    }]);
+  }
+
+  async function pullStudent(deviceId: string, jobId: string, envelope: unknown, report: Record<string, unknown>): Promise<void> {
+    if (pulling.has(jobId) || (await o.store.getResult(jobId))) return;
+    pulling.add(jobId);
+    try {
+      const key = await deviceKey(deviceId);
+      if (!key) throw new Error(`no pinned key for ${deviceId}`);
+      const m = verifyEnvelope(envelope, { trustedKeys: [key], now: o.clock.now() });
+      if (m.kind !== 'student' || m.name !== `${deviceId}.${jobId}`) throw new Error(`student manifest names ${m.kind} ${m.name}`);
+      await mkdir(o.artifactsDir, { recursive: true });
+      for (const f of m.files) {
+        const dest = path.join(o.artifactsDir, f.sha256);
+        const tmp = `${dest}.${o.coordinatorId}.part`;
+        const sink = await createFileBlockSink(tmp, f.size);
+        await pullFile({
+          client: o.client, requestTopic: topics.serve(deviceId), responseTopicPrefix: topics.coordinatorBlocks(o.coordinatorId, jobId.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 100)),
+          file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger: createMemoryBlockLedger(), sink,
+        });
+        await rename(tmp, dest);
+        await o.store.putArtifact({ sha256: f.sha256, kind: 'file', name: `${m.name}/${f.path}`, version: 1, size: f.size, location: dest, manifest: { path: f.path } });
+      }
+      const main = m.files.find((f) => f.path === 'weights.bin') ?? m.files[0]!;
+      const r = await o.store.recordResult({ jobId, deviceId, report: report as never, studentSha256: main.sha256, studentManifest: envelope as never });
+      if (r.inserted) o.logger.info({ deviceId, jobId }, 'student received and verified');
+    } catch (e) {
+      const err = toEdgektError(e);
+      o.logger.warn({ deviceId, jobId, code: err.code }, `student refused: ${err.message}`);
+    } finally {
+      pulling.delete(jobId);
+    }
+  }
+
+  async function onUpdate(deviceId: string, jobId: string, payload: Buffer): Promise<void> {
+    const u = JobUpdatePayloadSchema.parse(JSON.parse(payload.toString('utf8')));
+    if (u.jobId !== jobId) throw new Error(`update for ${u.jobId} on ${jobId}'s topic`);
+    if (u.kind === 'progress') {
+      o.onProgress?.(deviceId, jobId, u.progress, u.state);
+      return;
+    }
+    const { applied } = await o.store.applyJobUpdate({ jobId, seq: u.seq, state: u.state, at: u.at, ...(u.error ? { error: u.error } : {}) });
+    if (!applied) return;
+    if ((u.state === 'succeeded' || u.state === 'failed') && u.result !== undefined) {
+      const r = ResultSchema.safeParse(u.result);
+      if (r.success) await pullStudent(deviceId, jobId, r.data.student, { ...r.data.report, met: r.data.met });
+    }
+  }
+
+  return {
+    /** Routes one message; malformed ones are logged and dropped (errors as data, never a crash). */
+    async handle(topic: string, payload: Buffer): Promise<void> {
+      const t = parseDeviceTopic(topic);
+      if (!t) return;
+      try {
+        if (t.kind === 'status') await onStatus(t.deviceId, payload);
+        else if (t.kind === 'telemetry') {
+          const m = TelemetryMessageSchema.parse(JSON.parse(payload.toString('utf8')));
+          await o.store.recordTelemetry(t.deviceId, m as never, Date.parse(m.at));
+        } else if (t.kind === 'jobUpdate') await onUpdate(t.deviceId, t.jobId, payload);
+      } catch (e) {
+        o.logger.warn({ topic, err: e instanceof Error ? e.message : String(e) }, 'device message dropped');
+      }
+    },
+  };
+}
