@@ -23,6 +23,11 @@ export const ERROR_CODES = {
   EDGEKT_ERR_CONFIG: 'an agent or coordinator config file is invalid (the message names each field)',
   EDGEKT_ERR_DISK_FULL: 'not enough free disk for an artifact on this device',
   EDGEKT_ERR_DATASET_UNKNOWN: 'a job names a dataset this device does not have',
+  EDGEKT_ERR_COORDINATOR: 'the coordinator could not be reached or answered with an error',
+  EDGEKT_ERR_AUTH: 'a request carried no bearer token',
+  EDGEKT_ERR_FORBIDDEN: 'a token may not do what was asked (read-only token on an admin call)',
+  EDGEKT_ERR_NOT_FOUND: 'a device, teacher or rollout does not exist',
+  EDGEKT_ERR_TIMEOUT: 'a device sent no update within the in-progress timeout',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
