@@ -20,6 +20,11 @@ export const ERROR_CODES = {
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
   EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
+  EDGEKT_ERR_STORE_SCHEMA: 'a store was written by a newer build, or a migration failed',
+  EDGEKT_ERR_STORE_DATA: 'a persisted row failed validation on the way out',
+  EDGEKT_ERR_STORE_CONFLICT: 'a row with that key already exists',
+  EDGEKT_ERR_LEASE_LOST: 'a rollout lease expired or changed hands, so the write was refused',
+  EDGEKT_ERR_ROLLOUT_SPEC: 'a rollout spec is invalid',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
