@@ -38,6 +38,7 @@ async function query(q: Queryable, sql: string, params: readonly SqlValue[] = []
 }
 
 function createPgDriver(pool: pg.Pool, ownsPool: boolean): SqlDriver {
+  let closed = false;
   const inClient = (client: pg.PoolClient): SqlDriver => {
     const d: SqlDriver = {
       dialect: 'postgres',
@@ -67,7 +68,8 @@ function createPgDriver(pool: pg.Pool, ownsPool: boolean): SqlDriver {
     },
     isUniqueViolation,
     close: async () => {
-      if (ownsPool) await pool.end();
+      if (ownsPool && !closed) await pool.end();
+      closed = true;
     },
   };
 }

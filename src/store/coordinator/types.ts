@@ -202,5 +202,6 @@ export interface CoordinatorStore {
   addRoundUpdate(update: Omit<RoundUpdate, 'receivedAt'>): Promise<{ inserted: boolean }>;
   listRoundUpdates(roundId: string): Promise<RoundUpdate[]>;
 
+  /** Idempotent. A PostgreSQL store given a pool leaves the pool open: its owner ends it. */
   close(): Promise<void>;
 }
