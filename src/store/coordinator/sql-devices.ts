@@ -15,6 +15,10 @@ const deviceRow = z.object({
   telemetry_at: intOrNull,
 });
 
+const idRow = z.object({ id: z.string() });
+const groupRow = z.object({ device_id: z.string(), group_name: z.string() });
+const countRow = z.object({ n: int });
+
 const COLUMNS = 'id, online, profile, state, versions, capacity, last_seen, telemetry, telemetry_at';
 
 function toDevice(row: Record<string, unknown>, groups: string[]): Device {
@@ -60,7 +64,7 @@ export function createDeviceOps(db: SqlDriver): DeviceOps {
         part,
       );
       for (const row of rows) {
-        const r = parseRow(z.object({ device_id: z.string(), group_name: z.string() }), row, 'device_groups');
+        const r = parseRow(groupRow, row, 'device_groups');
         out.get(r.device_id)?.push(r.group_name);
       }
     }
@@ -84,7 +88,7 @@ export function createDeviceOps(db: SqlDriver): DeviceOps {
              RETURNING id`,
             params,
           );
-          const ids = rows.map((r) => parseRow(z.object({ id: z.string() }), r, 'devices').id);
+          const ids = rows.map((r) => parseRow(idRow, r, 'devices').id);
           applied.push(...ids);
           if (ids.length === 0) continue;
           await tx.query(`DELETE FROM device_groups WHERE device_id IN ${marks(ids.length)}`, ids);
@@ -135,7 +139,7 @@ export function createDeviceOps(db: SqlDriver): DeviceOps {
     async countDevices(filter) {
       const w = where(filter);
       const [row] = await db.query(`SELECT COUNT(*) AS n FROM devices d ${w.sql.length ? `WHERE ${w.sql.join(' AND ')}` : ''}`, w.params);
-      return parseRow(z.object({ n: int }), row, 'devices').n;
+      return parseRow(countRow, row, 'devices').n;
     },
   };
 }

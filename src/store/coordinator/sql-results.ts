@@ -23,6 +23,8 @@ const roundUpdateRow = z.object({
   round_id: z.string(), device_id: z.string(), metadata: jsonText(jsonObject), payload_location: z.string(), received_at: int,
 });
 
+const versionRow = z.object({ v: int });
+
 function toArtifact(row: SqlRow | undefined): Artifact {
   const r = parseRow(artifactRow, row, 'artifacts');
   return { sha256: r.sha256, kind: r.kind, name: r.name, version: r.version, size: r.size, location: r.location, manifest: r.manifest, createdAt: r.created_at };
@@ -87,7 +89,7 @@ export function createResultOps(db: SqlDriver, clock: Clock): ResultOps {
 
     async nextArtifactVersion(name) {
       const [row] = await db.query('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM artifacts WHERE name = ?', [name]);
-      return parseRow(z.object({ v: int }), row, 'artifacts').v;
+      return parseRow(versionRow, row, 'artifacts').v;
     },
 
     async recordResult(r) {

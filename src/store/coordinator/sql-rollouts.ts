@@ -17,6 +17,7 @@ const executionRow = z.object({
   progress: jsonText(z.json()).nullable(), dispatched_at: int, updated_at: int, error: jsonText(jobErrorSchema).nullable(),
 });
 
+const stateCountRow = z.object({ state: z.string(), n: int });
 const TERMINAL: readonly RolloutState[] = ['aborted', 'completed', 'canceled'];
 const EXEC_COLUMNS = 'rollout_id, device_id, job_id, state, seq, attempts, progress, dispatched_at, updated_at, error';
 
@@ -180,7 +181,7 @@ export function createRolloutOps(db: SqlDriver, clock: Clock): RolloutOps {
       const rows = await db.query('SELECT state, COUNT(*) AS n FROM executions WHERE rollout_id = ? GROUP BY state', [rolloutId]);
       const out: Record<string, number> = {};
       for (const row of rows) {
-        const r = parseRow(z.object({ state: z.string(), n: int }), row, 'executions');
+        const r = parseRow(stateCountRow, row, 'executions');
         out[r.state] = r.n;
       }
       return out;
