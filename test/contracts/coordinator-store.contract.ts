@@ -156,6 +156,10 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
         expect(await other.releaseRolloutLease(b!)).toBe(true);
         expect(await store.acquireRolloutLease('r1', 'coord-a', 10_000)).toMatchObject({ owner: 'coord-a', fence: 3 });
         expect(await store.getRolloutLease('r1')).toMatchObject({ owner: 'coord-a', fence: 3 });
+        const restarted = await open();
+        const carried = await restarted.acquireRolloutLease('r1', 'coord-a', 10_000);
+        expect(carried).toMatchObject({ owner: 'coord-a', fence: 3 });
+        expect(await restarted.dispatchExecutions(carried!, [{ deviceId: 'd2', jobId: 'j2' }])).toHaveLength(1);
         expect((await other.getExecution('j1'))?.deviceId).toBe('d1');
       } finally {
         await other.close();
