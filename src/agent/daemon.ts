@@ -101,8 +101,8 @@ export function createAgent(o: AgentOptions): Agent {
       pump?.kick();
       return;
     }
+    if (intake.kind === 'cancel') return cancel(intake.message.jobId);
     const msg = intake.message;
-    if (msg.type === 'cancel') return cancel(msg.jobId);
     if (j.get(msg.jobId)) return; // duplicate delivery: one job
     const created = db!.transaction(() => {
       const r = j.receive(msg.jobId, { ...msg, datasetSpec: intake.datasetSpec }, msg.manifest);

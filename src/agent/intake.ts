@@ -17,8 +17,8 @@ export interface IntakeContext {
 }
 
 export type Intake =
-  | { ok: true; message: Extract<JobMessage, { type: 'compress' }>; manifest: Manifest; digest: string; datasetSpec: string }
-  | { ok: true; message: Extract<JobMessage, { type: 'cancel' }> }
+  | { ok: true; kind: 'compress'; message: Extract<JobMessage, { type: 'compress' }>; manifest: Manifest; digest: string; datasetSpec: string }
+  | { ok: true; kind: 'cancel'; message: Extract<JobMessage, { type: 'cancel' }> }
   | { ok: false; jobId: string; error: EdgektError };
 
 export function manifestDigest(envelope: unknown): string {
@@ -47,7 +47,7 @@ export function judgeJobPayload(payload: Uint8Array, c: IntakeContext): Intake {
     return { ok: false, jobId, error: new EdgektError('EDGEKT_ERR_MALFORMED', `job message: ${where}`) };
   }
   const message = parsed.data;
-  if (message.type === 'cancel') return { ok: true, message };
+  if (message.type === 'cancel') return { ok: true, kind: 'cancel', message };
   try {
     const digest = manifestDigest(message.manifest);
     const peek = (message.manifest as { manifest?: { name?: unknown } } | null)?.manifest?.name;
@@ -61,7 +61,7 @@ export function judgeJobPayload(payload: Uint8Array, c: IntakeContext): Intake {
     if (datasetSpec === undefined) {
       throw new EdgektError('EDGEKT_ERR_DATASET_UNKNOWN', `dataset "${message.dataset}" is not configured on ${c.deviceId} (has: ${Object.keys(c.datasets).join(', ') || 'none'})`);
     }
-    return { ok: true, message, manifest, digest, datasetSpec };
+    return { ok: true, kind: 'compress', message, manifest, digest, datasetSpec };
   } catch (e) {
     return { ok: false, jobId: message.jobId, error: toEdgektError(e) };
   }

@@ -28,6 +28,11 @@ export const ERROR_CODES = {
   EDGEKT_ERR_FORBIDDEN: 'a token may not do what was asked (read-only token on an admin call)',
   EDGEKT_ERR_NOT_FOUND: 'a device, teacher or rollout does not exist',
   EDGEKT_ERR_TIMEOUT: 'a device sent no update within the in-progress timeout',
+  EDGEKT_ERR_STORE_SCHEMA: 'a store was written by a newer build, or a migration failed',
+  EDGEKT_ERR_STORE_DATA: 'a persisted row failed validation on the way out',
+  EDGEKT_ERR_STORE_CONFLICT: 'a row with that key already exists',
+  EDGEKT_ERR_LEASE_LOST: 'a rollout lease expired or changed hands, so the write was refused',
+  EDGEKT_ERR_ROLLOUT_SPEC: 'a rollout spec is invalid',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
