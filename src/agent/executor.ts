@@ -93,7 +93,7 @@ export function createExecutor(d: ExecutorDeps) {
       const onProgress = (p: { received: number; total: number }): void => {
         d.jobs.progress(job.jobId, { stage: 'download', done: before + p.received, total: totalBlocks, blocks: { received: before + p.received, total: totalBlocks } });
       };
-      const common = { file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize }, ledger, sink, signal, onProgress };
+      const common = { file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger, sink, signal, onProgress };
       if (f.url) await pullFileHttp({ ...common, url: f.url });
       else {
         await pullFile({
