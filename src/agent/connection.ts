@@ -35,13 +35,13 @@ export async function readBrokerSecrets(c: AgentConfig['broker']): Promise<Broke
  */
 export function deviceClientOptions(c: AgentConfig, secrets: BrokerSecrets, will: { topic: string; status: StatusMessage }): IClientOptions {
   return {
-    protocolVersion: 5,
+    protocolVersion: c.broker.protocolVersion,
     clientId: `edgekt-agent-${c.device.id}`,
     clean: false,
     keepalive: c.broker.keepaliveSeconds,
     reconnectPeriod: Math.round(c.broker.reconnectSeconds * 1000),
     connectTimeout: 15_000,
-    properties: { sessionExpiryInterval: c.broker.sessionExpirySeconds },
+    ...(c.broker.protocolVersion === 5 ? { properties: { sessionExpiryInterval: c.broker.sessionExpirySeconds } } : {}),
     will: { topic: will.topic, payload: Buffer.from(JSON.stringify(will.status)), qos: 1, retain: true },
     ...(c.broker.username ? { username: c.broker.username } : {}),
     ...(secrets.password !== undefined ? { password: secrets.password } : {}),

@@ -35,6 +35,8 @@ export const AgentConfigSchema = z
         /** MQTT 5 session kept by the broker while the device is away (persistent session). */
         sessionExpirySeconds: z.number().int().min(60).default(7 * 24 * 3600),
         reconnectSeconds: z.number().min(0.1).max(300).default(2),
+        /** 5 (default) or 4 for an MQTT 3.1.1 broker such as the embedded aedes (no session expiry there). */
+        protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
       })
       .strict(),
     device: z

@@ -15,8 +15,10 @@ export const CoordinatorConfigSchema = z
         tls: z.object({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).strict().optional(),
         username: z.string().min(1).optional(),
         passwordFile: z.string().min(1).optional(),
-        /** Shared-subscription group: coordinators in one group split the devices' reports. */
-        shareGroup: Id.default('edgekt'),
+        /** Shared-subscription group: coordinators in one group split the devices' reports; null on a broker without them. */
+        shareGroup: Id.nullable().default('edgekt'),
+        /** 5 (default) or 4 for an MQTT 3.1.1 broker such as the embedded aedes. */
+        protocolVersion: z.union([z.literal(4), z.literal(5)]).default(5),
       })
       .strict(),
     store: z.union([

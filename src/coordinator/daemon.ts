@@ -76,8 +76,8 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     async start() {
       const share = c.broker.shareGroup;
       const opts: IClientOptions = {
-        protocolVersion: 5, clientId: `edgekt-coordinator-${c.id}`, clean: false, reconnectPeriod: 1000,
-        properties: { sessionExpiryInterval: 3600 },
+        protocolVersion: c.broker.protocolVersion, clientId: `edgekt-coordinator-${c.id}`, clean: false, reconnectPeriod: 1000,
+        ...(c.broker.protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}),
         ...(c.broker.username ? { username: c.broker.username } : {}),
         ...(o.secrets.password !== undefined ? { password: o.secrets.password } : {}),
         ...(o.secrets.ca ? { ca: o.secrets.ca } : {}), ...(o.secrets.cert ? { cert: o.secrets.cert } : {}), ...(o.secrets.key ? { key: o.secrets.key } : {}),
@@ -92,7 +92,8 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         // Status is retained: retained messages are not delivered on shared subscriptions, so every
         // coordinator subscribes to status directly (upserts are idempotent and ordered by time).
         cl.subscribe(filters.allStatus, { qos: 1 });
-        cl.subscribe([`$share/${share}/${filters.allTelemetry}`, `$share/${share}/${filters.allJobUpdates}`], { qos: 1 });
+        const shared = (f: string): string => (share ? `$share/${share}/${f}` : f);
+        cl.subscribe([shared(filters.allTelemetry), shared(filters.allJobUpdates)], { qos: 1 });
         log.info({ broker: c.broker.url }, 'coordinator connected');
       });
       cl.on('error', (e) => log.warn({ err: e.message }, 'mqtt error'));
@@ -103,7 +104,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
           });
         }
       });
-      server = createBlockServer({ client: cl, requestFilter: filters.sharedPulls(share), source: artifacts.source, allowResponseTopic: allowPullResponse, logger: log });
+      server = createBlockServer({ client: cl, requestFilter: share ? filters.sharedPulls(share) : 'edgekt/v1/devices/+/pull', source: artifacts.source, allowResponseTopic: allowPullResponse, logger: log });
       driver = createRolloutDriver({
         coordinatorId: c.id, store: o.store, artifacts, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs),
         publishJob: async (deviceId, message) => {
