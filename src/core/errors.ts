@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
   EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
+  EDGEKT_ERR_ABORTED: 'the operation was cancelled through its AbortSignal',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -68,6 +69,7 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_BUDGET_UNREACHABLE':
       return EXIT.BUDGET_UNREACHABLE;
     case 'EDGEKT_ERR_INTERNAL':
+    case 'EDGEKT_ERR_ABORTED':
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
       return EXIT.FAILURE;
