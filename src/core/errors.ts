@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   EDGEKT_ERR_STORE_CONFLICT: 'a row with that key already exists',
   EDGEKT_ERR_LEASE_LOST: 'a rollout lease expired or changed hands, so the write was refused',
   EDGEKT_ERR_ROLLOUT_SPEC: 'a rollout spec is invalid',
+  EDGEKT_ERR_ABORTED: 'the operation was cancelled through its AbortSignal',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -73,6 +74,7 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_BUDGET_UNREACHABLE':
       return EXIT.BUDGET_UNREACHABLE;
     case 'EDGEKT_ERR_INTERNAL':
+    case 'EDGEKT_ERR_ABORTED':
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
       return EXIT.FAILURE;
