@@ -165,6 +165,20 @@ export function nextStepFraction(check: BudgetCheck, step: number): number {
 }
 
 /**
+ * Index of the closest record so far (least distance, first wins), as the loop tracks it: the final
+ * fine-tune trains the last pruned model in place, so when that model was the closest its record no
+ * longer describes its weights, and the final record (same model, better trained) takes its place.
+ * -1 for an empty history.
+ */
+export function closestIndexOf(history: readonly IterationRecord[]): number {
+  let ci = -1;
+  history.forEach((r, i) => {
+    if (ci < 0 || r.check.distance < history[ci]!.check.distance || (r.kind === 'final' && ci === i - 1)) ci = i;
+  });
+  return ci;
+}
+
+/**
  * Global iterative pruning against measured budgets: cut the least important channels, fine-tune
  * briefly, measure on this device, repeat until the resource budgets hold; then fine-tune longer
  * and check every budget. Returns the final model if it meets them, else the closest one seen.
@@ -175,7 +189,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   const history: IterationRecord[] = o.resume ? [...o.resume.history] : [];
   let current = o.resume?.model ?? start;
   let closest: tf.LayersModel | null = o.resume?.closest ?? null;
-  let closestIndex = history.length ? history.reduce((b, r, i, h) => (r.check.distance < h[b]!.check.distance ? i : b), 0) : -1;
+  let closestIndex = closestIndexOf(history);
   const owned = new Set<tf.LayersModel>([current, ...(closest ? [closest] : [])]);
   owned.delete(start);
   /** Frees a model the loop created once nothing refers to it any more. */
@@ -195,7 +209,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
     const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
     history.push(full);
-    if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance) {
+    if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance || closest === m) {
       closestIndex = history.length - 1;
       const old = closest;
       closest = m;

@@ -3,7 +3,7 @@ import { resolveBudgets, type DeviceProfile, type ReferenceFigures, type Resolve
 import { EdgektError } from '../core/errors.js';
 import { adaptImages } from '../data/index.js';
 import type { DatasetSplits, ImageSet } from '../data/types.js';
-import { deployedProbe, runPruneLoop, type CostProbe, type Figures, type FineTuner, type IterationRecord } from './budget.js';
+import { closestIndexOf, deployedProbe, runPruneLoop, type CostProbe, type Figures, type FineTuner, type IterationRecord } from './budget.js';
 import type { ImportanceKind } from './prune/index.js';
 import { buildReport, type CompressReport, type StageSummary } from './report/index.js';
 
@@ -177,7 +177,7 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
       }
       if (last) {
         const h = last.meta.history;
-        const ci = h.reduce((b, r, i) => (r.check.distance < h[b]!.check.distance ? i : b), 0);
+        const ci = closestIndexOf(h);
         const closest = ci === h.length - 1 ? last.model : ((await o.store.load(pruneStage(h[ci]!.iteration)))?.model ?? null);
         resume = { history: h, model: last.model, closest };
       }
