@@ -3,16 +3,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runPruneLoop, type FineTuner, type PruneLoopOptions } from '../src/compress/budget.js';
 import type { ResolvedBudgets } from '../src/config/device-profile.js';
 import { initBackend } from '../src/runtime/backend.js';
-import { createFakeProbe, paramCost, type FakeProbeOptions } from './helpers/fake-probe.js';
+import { createFakeProbe, paramCost, type FakeProbeOptions, twoConvNet } from './helpers/fake-probe.js';
 
-function net(c2: number): tf.LayersModel {
-  const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c1' }));
-  m.add(tf.layers.conv2d({ filters: c2, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c2' }));
-  m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
-  m.add(tf.layers.dense({ units: 4, name: 'head' }));
-  return m;
-}
+const net = (c2: number): tf.LayersModel => twoConvNet(c2);
 
 /**
  * A run whose final fine-tune is what lifts accuracy over its minimum (0.96 against 0.95; every

@@ -5,16 +5,9 @@ import { renderMarkdown, verdictOf, type CompressReport } from '../src/compress/
 import { parseDeviceProfile } from '../src/config/device-profile.js';
 import type { DatasetSplits, ImageSet } from '../src/data/types.js';
 import { initBackend } from '../src/runtime/backend.js';
-import { createFakeProbe } from './helpers/fake-probe.js';
+import { createFakeProbe, twoConvNet } from './helpers/fake-probe.js';
 
-function net(c2: number): tf.LayersModel {
-  const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c1' }));
-  m.add(tf.layers.conv2d({ filters: c2, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c2' }));
-  m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
-  m.add(tf.layers.dense({ units: 3, name: 'head' }));
-  return m;
-}
+const net = (c2: number): tf.LayersModel => twoConvNet(c2, 3);
 
 const images = (count: number): ImageSet => ({ x: new Float32Array(count * 64), y: new Int32Array(count), count, shape: [8, 8, 1], numClasses: 3, classNames: ['a', 'b', 'c'] });
 

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import type { CostProbe } from '../../src/compress/budget.js';
 import type { ModelCost } from '../../src/config/measurement.js';
 
@@ -43,4 +43,14 @@ export function createFakeProbe(o: FakeProbeOptions = {}): CostProbe & { calls: 
       return { candidate, reference, ratioP95: candidate.latencyP95Ms / reference.latencyP95Ms, ratioP50: candidate.latencyP50Ms / reference.latencyP50Ms };
     },
   };
+}
+
+/** conv(16) → conv(c2) → GAP → dense(units) on 8×8×1: prunable, with c2 setting its cost. */
+export function twoConvNet(c2: number, units = 4): tf.LayersModel {
+  const m = tf.sequential();
+  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c1' }));
+  m.add(tf.layers.conv2d({ filters: c2, kernelSize: 3, padding: 'same', activation: 'relu', name: 'c2' }));
+  m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
+  m.add(tf.layers.dense({ units, name: 'head' }));
+  return m;
 }

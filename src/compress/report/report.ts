@@ -48,21 +48,10 @@ export interface CompressReport {
 }
 
 /** What buildReport needs; the student row, budget table, verdict and ratios are derived. */
-export interface ReportInput {
-  profile: string;
-  backend: string;
-  stopReason: string;
-  budgetsSpec: Budgets;
-  budgets: ResolvedBudgets;
-  accuracyOn: SplitInfo;
-  testOn: SplitInfo;
-  teacher: ReportSide;
+export type ReportInput = Pick<CompressReport, 'profile' | 'backend' | 'stopReason' | 'budgetsSpec' | 'budgets' | 'accuracyOn' | 'testOn' | 'teacher' | 'stages' | 'chosen' | 'history'> & {
   /** What the history cannot say about the saved model: its MACs and test accuracy. */
   student: { macs?: number; testAccuracy: number | null };
-  stages: StageSummary[];
-  chosen: number;
-  history: IterationRecord[];
-}
+};
 
 /** Builds the report so every student figure, the budget table and the verdict describe history[chosen]. */
 export function buildReport(i: ReportInput): CompressReport {
