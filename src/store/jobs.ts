@@ -189,7 +189,7 @@ export function createJobStore(db: Db, options: JobStoreOptions): JobStore {
     ...(job.result !== null ? { result: job.result } : {}),
   });
 
-  /** Bumps progressSeq and enqueues a progress message carrying the current seq. */
+  // Bumps progressSeq and enqueues a progress message carrying the current seq.
   const sendProgress = (jobId: string, pausedReason: string | null): JobRow => {
     bumpProgress.run(clock.now(), pausedReason, clock.now(), jobId);
     const job = mustLoad(jobId);

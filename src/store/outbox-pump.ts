@@ -89,7 +89,7 @@ export function createOutboxPump(options: OutboxPumpOptions): OutboxPump {
       );
     });
 
-  /** Returns true when drained, false when it stopped on a failure (a retry is scheduled). */
+  // True when drained, false when it stopped on a failure (a retry is then scheduled).
   async function drain(): Promise<boolean> {
     while (!stopped) {
       const rows = options.outbox.pending(batch);
