@@ -66,7 +66,10 @@ export interface JobStoreOptions {
 export interface JobStore {
   /** Idempotent: a redelivered jobId creates nothing and enqueues nothing. */
   receive(jobId: string, spec: unknown, manifest: unknown): { created: boolean; job: Job };
-  /** Validates, bumps seq and enqueues the update, all in one transaction. */
+  /**
+   * Validates against JOB_TRANSITIONS, bumps seq and enqueues the update, all in one transaction.
+   * A paused job may still change state (the worker pauses between stages); a terminal state clears the pause.
+   */
   transition(jobId: string, to: JobState, detail?: TransitionDetail): Job;
   progress(jobId: string, progress: unknown): Job;
   pause(jobId: string, reason: string): Job;
