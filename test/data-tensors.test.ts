@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { adaptImages, adaptSplits, batchCount, batches, channelStats, forEachBatch, normalizeInPlace, type ImageSet } from '../src/data/index.js';
+import { adaptImages, adaptSplits, batchCount, batchIndices, batches, channelStats, forEachBatch, makeBatch, normalizeInPlace, type ImageSet } from '../src/data/index.js';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -112,6 +112,22 @@ describe('batches', () => {
     expect(order(1)).toEqual(order(1));
     expect(order(1).sort((a, b) => a - b)).toEqual([1, 3, 5, 7, 9, 11]);
     expect(() => [...batches(set, { batchSize: 0 })]).toThrow(expect.objectContaining({ code: 'EDGEKT_ERR_USAGE' }));
+  });
+
+  it('makeBatch copies samples by index with float32 class ids; batchIndices splits an order', () => {
+    const set = randomSet(23, [2, 2, 1], 4);
+    const b = makeBatch(set, [5, 0, 22]);
+    expect(b.x.shape).toEqual([3, 2, 2, 1]);
+    expect(Array.from(b.x.dataSync().subarray(8, 12))).toEqual(Array.from(set.x.subarray(88, 92)));
+    expect(b.y!.dtype).toBe('float32');
+    expect(Array.from(b.y!.dataSync())).toEqual([set.y![5], set.y![0], set.y![22]]);
+    tf.dispose([b.x, b.y!]);
+    const unlabeled = makeBatch({ ...set, y: null }, [1]);
+    expect(unlabeled.y).toBeNull();
+    unlabeled.x.dispose();
+    expect(() => makeBatch(set, [23])).toThrow(expect.objectContaining({ code: 'EDGEKT_ERR_USAGE' }));
+    expect(batchIndices([4, 3, 2, 1, 0], 2).map((a) => Array.from(a))).toEqual([[4, 3], [2, 1], [0]]);
+    expect(batchIndices([4, 3, 2, 1, 0], 2, true)).toHaveLength(2);
   });
 
   it('forEachBatch over a full epoch leaks no tensors, even when the callback throws', async () => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { accuracyOf, interleavedLatency, paperMarkdown, paperTable } from '../src/bench/paper-bench.js';
+import { interleavedTrials } from '../src/bench/latency.js';
+import { accuracyOf, paperMarkdown, paperTable } from '../src/bench/paper-bench.js';
 import type { ImageSet } from '../src/data/types.js';
 import { initBackend } from '../src/runtime/backend.js';
 
@@ -30,10 +31,15 @@ describe('paper bench table', () => {
     const s = net(2, 4);
     const set: ImageSet = { x: Float32Array.from({ length: 10 * 36 }, (_, i) => Math.sin(i)), y: new Int32Array(10).map((_, i) => i % 2), count: 10, shape: [6, 6, 1], numClasses: 2, classNames: ['a', 'b'] };
     const before = tf.memory().numTensors;
-    const [a, b] = interleavedLatency([t, s], 12) as [number[], number[]];
-    expect(a).toHaveLength(12);
-    expect(b).toHaveLength(12);
+    const run = interleavedTrials([t, s], { runs: 4, trials: 3, warmup: 1 });
+    for (const m of run.models) {
+      expect(m.latency.trials).toBe(3);
+      expect(m.latency.p50.min).toBeLessThanOrEqual(m.latencyP50Ms);
+      expect(m.latency.p50.max).toBeGreaterThanOrEqual(m.latencyP50Ms);
+    }
     const p = paperTable(t, s, set, 'cpu', 20, s);
+    expect(p.runs).toBe(20);
+    expect(p.trials).toBe(5);
     expect(p.latencyRatioVsDeployedTeacher).toBeGreaterThan(0);
     expect(tf.memory().numTensors).toBe(before);
     expect(p.teacher.params).toBe(t.countParams());

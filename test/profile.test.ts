@@ -53,6 +53,9 @@ describe('device profiles', () => {
       { latencyP95Ms: 10, peakMemoryMB: 100, modelSizeKB: 1000, accuracy: 0.9 },
     );
     expect(b.latencyP95Ms).toBeCloseTo(3);
+    // A relative latency budget keeps its factor: the loop checks it against the teacher of each same run.
+    expect(b.latencyP95Ratio).toBe(0.3);
+    expect(resolveBudgets({ latencyP95: 4 }, { latencyP95Ms: 10, peakMemoryMB: 1, modelSizeKB: 1 }).latencyP95Ratio).toBeUndefined();
     expect(b.peakMemoryMB).toBe(50);
     expect(b.modelSizeKB).toBeCloseTo(20);
     expect(b.minAccuracy).toBeCloseTo(0.891);

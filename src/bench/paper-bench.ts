@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { systemClock, type Clock } from '../core/clock.js';
 import { EdgektError } from '../core/errors.js';
 import type { ImageSet } from '../data/types.js';
 import { graphFromModel } from '../model/index.js';
-import { percentile } from './latency.js';
+import type { LatencyStats } from '../config/measurement.js';
+import { interleavedTrials, type TrialLatency } from './latency.js';
 
 /** The issue's targets for the paper table. */
 export const PAPER_TARGETS = { paramsRatio: 50, latencyRatio: 3.2, maxAccuracyDropPoints: 1.0 } as const;
@@ -13,18 +13,22 @@ export interface PaperSide {
   macs: number;
   latencyP50Ms: number;
   latencyP95Ms: number;
+  /** Trials and the spread of the per-trial percentiles. */
+  latency: LatencyStats;
   accuracy: number;
 }
 
 export interface PaperTable {
   backend: string;
+  /** Timed runs per model, over `trials` alternating trials. */
   runs: number;
+  trials: number;
   testSamples: number;
   teacher: PaperSide;
   student: PaperSide;
   paramsRatio: number;
   macsRatio: number;
-  /** teacher p50 / student p50, batch 1, measured interleaved in the same process. */
+  /** teacher p50 / student p50, batch 1, medians of alternating trials of one run. */
   latencyRatio: number;
   teacherAccuracy: number;
   studentAccuracy: number;
@@ -53,37 +57,6 @@ export function accuracyOf(model: tf.LayersModel, set: ImageSet, batchSize = 256
   return correct / set.count;
 }
 
-/**
- * Batch-1 latency of several models measured in alternating rounds, so background load on a shared
- * machine hits them alike (a ratio measured minutes apart would mostly measure the neighbours).
- * Returns each model's times, sorted.
- */
-export function interleavedLatency(models: tf.LayersModel[], runs: number, clock: Clock = systemClock): number[][] {
-  const shape = [1, ...(models[0]!.inputs[0]!.shape.slice(1) as number[])];
-  const x = tf.randomNormal(shape, 0, 1, 'float32', 1);
-  const once = (m: tf.LayersModel): number => {
-    const t0 = clock.hrMs();
-    const y = m.predict(x) as tf.Tensor;
-    y.dataSync();
-    y.dispose();
-    return clock.hrMs() - t0;
-  };
-  try {
-    for (let i = 0; i < 5; i++) models.forEach(once);
-    const times = models.map(() => [] as number[]);
-    const round = 10;
-    for (let done = 0; done < runs; done += round) {
-      const n = Math.min(round, runs - done);
-      models.forEach((m, k) => {
-        for (let i = 0; i < n; i++) times[k]!.push(once(m));
-      });
-    }
-    return times.map((t) => t.sort((p, q) => p - q));
-  } finally {
-    x.dispose();
-  }
-}
-
 /** The paper's table: teacher vs student, same backend, same run. */
 export function paperTable(
   teacher: tf.LayersModel,
@@ -92,19 +65,22 @@ export function paperTable(
   backend: string,
   runs = 200,
   teacherDeployed?: tf.LayersModel,
+  trials = 5,
 ): PaperTable {
-  const all = interleavedLatency(teacherDeployed ? [teacher, student, teacherDeployed] : [teacher, student], runs);
-  const [lt, ls] = all as [number[], number[]];
+  const perTrial = Math.max(1, Math.ceil(runs / trials));
+  const all = interleavedTrials(teacherDeployed ? [teacher, student, teacherDeployed] : [teacher, student], { runs: perTrial, trials, seed: 1 }).models;
+  const [lt, ls] = all as [TrialLatency, TrialLatency];
   const td = all[2];
-  const side = (m: tf.LayersModel, times: number[]): PaperSide => {
+  const side = (m: tf.LayersModel, l: TrialLatency): PaperSide => {
     const g = graphFromModel(m);
-    return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: percentile(times, 50), latencyP95Ms: percentile(times, 95), accuracy: accuracyOf(m, test) };
+    return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: l.latencyP50Ms, latencyP95Ms: l.latencyP95Ms, latency: l.latency, accuracy: accuracyOf(m, test) };
   };
   const t = side(teacher, lt);
   const s = side(student, ls);
   const table = {
     backend,
-    runs,
+    runs: perTrial * trials,
+    trials,
     testSamples: test.count,
     teacher: t,
     student: s,
@@ -115,7 +91,7 @@ export function paperTable(
     studentAccuracy: s.accuracy,
     accuracyDropPoints: (t.accuracy - s.accuracy) * 100,
     targets: PAPER_TARGETS,
-    ...(td ? { teacherDeployedLatencyP50Ms: percentile(td, 50), latencyRatioVsDeployedTeacher: percentile(td, 50) / s.latencyP50Ms } : {}),
+    ...(td ? { teacherDeployedLatencyP50Ms: td.latencyP50Ms, latencyRatioVsDeployedTeacher: td.latencyP50Ms / s.latencyP50Ms } : {}),
   };
   return {
     ...table,
@@ -129,6 +105,7 @@ export function paperTable(
 /** Markdown rows for docs/benchmarks.md. */
 export function paperMarkdown(p: PaperTable): string {
   const n = (v: number): string => v.toLocaleString('en-US');
+  const range = (x: PaperSide): string => `${x.latency.p50.min.toFixed(3)}…${x.latency.p50.max.toFixed(3)}`;
   return [
     '| | teacher | student | ratio / drop | target |',
     '|---|---:|---:|---:|---:|',
@@ -139,6 +116,7 @@ export function paperMarkdown(p: PaperTable): string {
       ? [`| latency p50 (ms), teacher also BN-folded | ${p.teacherDeployedLatencyP50Ms.toFixed(3)} | ${p.student.latencyP50Ms.toFixed(3)} | ${p.latencyRatioVsDeployedTeacher!.toFixed(2)}× | |`]
       : []),
     `| batch-1 latency p95 (ms) | ${p.teacher.latencyP95Ms.toFixed(3)} | ${p.student.latencyP95Ms.toFixed(3)} | | |`,
+    `| p50 across ${p.trials} alternating trials (ms) | ${range(p.teacher)} | ${range(p.student)} | | |`,
     `| test accuracy (${n(p.testSamples)} images) | ${(p.teacherAccuracy * 100).toFixed(2)} % | ${(p.studentAccuracy * 100).toFixed(2)} % | ${p.accuracyDropPoints.toFixed(2)} points | ≤ ${p.targets.maxAccuracyDropPoints} point |`,
   ].join('\n');
 }

@@ -1,18 +1,32 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { ModelCost, ResolvedBudgets } from '../config/device-profile.js';
-import { applyPlan, buildDependencyGraph, groupImportance, pruneStep, type ImportanceKind, type PrunePlan } from './prune/index.js';
+import type { ResolvedBudgets } from '../config/device-profile.js';
+import type { ModelCost, PairedCost } from '../config/measurement.js';
+import { latencyLimitOf, measureForDecision, type LatencyDecision, type SideBySide } from './latency-check.js';
+import { costPerChannelFrom, latencyTables, type LatencyTable } from './latency-tables.js';
+import { pruneStep, type ImportanceKind, type PrunePlan } from './prune/index.js';
+
+export * from './latency-tables.js';
+export * from './latency-check.js';
 
 /**
  * Measures a model on this device. bench/ implements it (createLatencyProbe); compress/ only sees
  * this interface, so tests can pass a deterministic fake.
  */
 export interface CostProbe {
+  /** Robust figures of one model: medians over several trials, spread and load kept. */
   measure(model: tf.LayersModel): Promise<ModelCost>;
+  /**
+   * The candidate and a reference in alternating trials of one run, so both see the same load:
+   * what every latency budget decision rests on.
+   */
+  compare(candidate: tf.LayersModel, reference: tf.LayersModel): Promise<PairedCost>;
 }
 
 export interface Figures extends ModelCost {
-  /** Top-1 accuracy on the evaluation split, or null without labels. */
+  /** Top-1 accuracy on the loop's evaluation split (validation when there is one), or null without labels. */
   accuracy: number | null;
+  /** The reference measured in the same interleaved run (present when a latency budget applies). */
+  reference?: SideBySide;
 }
 
 export type BudgetName = 'latencyP95Ms' | 'peakMemoryMB' | 'modelSizeKB' | 'minAccuracy';
@@ -32,18 +46,36 @@ export interface BudgetCheck {
   distance: number;
 }
 
-/** Compares measured figures with absolute budgets. */
-export function checkBudgets(f: Figures, b: ResolvedBudgets): BudgetCheck {
-  const violations: BudgetViolation[] = [];
-  const over = (budget: BudgetName, value: number, limit: number | undefined): void => {
-    if (limit !== undefined && value > limit) violations.push({ budget, limit, value });
+/** One budget against one model's figures: the limit that applies to them and the figure held to it. */
+export interface BudgetRowCheck {
+  budget: BudgetName;
+  limit: number;
+  /** null: no figure (accuracy without labels), which misses the budget. */
+  value: number | null;
+  met: boolean;
+}
+
+/**
+ * Each budget that is set, checked against the figures: latency against the limit that applies to
+ * them (a relative budget × the teacher of the same run), accuracy as a minimum, the rest as maxima.
+ */
+export function budgetRows(f: Figures, b: ResolvedBudgets): BudgetRowCheck[] {
+  const rows: BudgetRowCheck[] = [];
+  const max = (budget: BudgetName, value: number, limit: number | undefined): void => {
+    if (limit !== undefined) rows.push({ budget, limit, value, met: value <= limit });
   };
-  over('latencyP95Ms', f.latencyP95Ms, b.latencyP95Ms);
-  over('peakMemoryMB', f.peakMemoryMB, b.peakMemoryMB);
-  over('modelSizeKB', f.modelSizeKB, b.modelSizeKB);
-  if (b.minAccuracy !== undefined && (f.accuracy === null || f.accuracy < b.minAccuracy)) {
-    violations.push({ budget: 'minAccuracy', limit: b.minAccuracy, value: f.accuracy ?? 0 });
-  }
+  max('latencyP95Ms', f.latencyP95Ms, latencyLimitOf(f, b));
+  max('peakMemoryMB', f.peakMemoryMB, b.peakMemoryMB);
+  max('modelSizeKB', f.modelSizeKB, b.modelSizeKB);
+  if (b.minAccuracy !== undefined) rows.push({ budget: 'minAccuracy', limit: b.minAccuracy, value: f.accuracy, met: f.accuracy !== null && f.accuracy >= b.minAccuracy });
+  return rows;
+}
+
+/** Compares measured figures with the budgets (see budgetRows). */
+export function checkBudgets(f: Figures, b: ResolvedBudgets): BudgetCheck {
+  const violations: BudgetViolation[] = budgetRows(f, b)
+    .filter((r) => !r.met)
+    .map((r) => ({ budget: r.budget, limit: r.limit, value: r.value ?? 0 }));
   const distance = violations.reduce(
     (a, v) => a + (v.budget === 'minAccuracy' ? (v.limit - v.value) / v.limit : (v.value - v.limit) / v.limit),
     0,
@@ -71,6 +103,8 @@ export interface IterationRecord {
   seconds: number;
   /** Latency-aware mode: the lookup tables this iteration's ranking used. */
   latencyTables?: LatencyTable[];
+  /** With a latency budget: the side-by-side readings the latency verdict rests on. */
+  latencyDecision?: LatencyDecision;
 }
 
 export interface PruneLoopOptions {
@@ -85,8 +119,14 @@ export interface PruneLoopOptions {
   minChannels?: number;
   roundTo?: number;
   skipLayers?: readonly string[];
-  /** Extra measurements (keeping the fastest) before a latency violation is believed. Default 2. */
-  remeasure?: number;
+  /**
+   * The model relative budgets refer to (the teacher): every latency decision measures the
+   * candidate side by side with it. Without it, the start model is the side-by-side reference and
+   * relative latency budgets fall back to their resolved absolute limit.
+   */
+  teacher?: tf.LayersModel;
+  /** Side-by-side re-measures a latency violation must survive before it is believed. Default 2. */
+  confirmations?: number;
   /**
    * NetAdapt-style: before each cut, measure every group's latency at several channel counts
    * (LatencyTable) and rank channels by importance lost per millisecond saved.
@@ -102,81 +142,12 @@ export interface PruneLoopOptions {
 export interface PruneLoopResult {
   /** The final model when every budget holds, otherwise the closest one. The caller owns it. */
   model: tf.LayersModel;
+  /** history[chosen].check.met: the verdict of the returned model, never of another iteration. */
   met: boolean;
   history: IterationRecord[];
   /** Index in history of the returned model's record. */
   chosen: number;
   stopReason: string;
-}
-
-/**
- * NetAdapt-style lookup table of one channel group: batch-1 latency p50 of the whole model with only
- * this group cut to `keep` channels (the most important ones), measured on this device, at several
- * channel counts. `keep === size` is the uncut model.
- */
-export interface LatencyTable {
-  key: string;
-  size: number;
-  points: Array<{ keep: number; latencyMs: number }>;
-}
-
-/** Shares of a group's channels kept in the lookup tables' measurements. */
-export const LATENCY_TABLE_KEEP = [0.75, 0.5, 0.25] as const;
-
-/** Measures a lookup table per prunable group (several channel counts each; see LatencyTable). */
-export async function latencyTables(model: tf.LayersModel, probe: CostProbe, o: Pick<PruneLoopOptions, 'skipLayers' | 'importance' | 'minChannels' | 'roundTo'>): Promise<LatencyTable[]> {
-  const graph = buildDependencyGraph(model, { skipLayers: o.skipLayers ?? [] });
-  const base = (await probe.measure(model)).latencyP50Ms;
-  const minKeep = o.minChannels ?? 4;
-  const roundTo = Math.max(1, o.roundTo ?? 1);
-  const tables: LatencyTable[] = [];
-  for (const gi of groupImportance(model, graph, o.importance ?? 'l1')) {
-    const size = gi.scores.length;
-    const order = Array.from(gi.scores.keys()).sort((a, b) => gi.scores[b]! - gi.scores[a]!);
-    const counts = new Set<number>();
-    for (const share of LATENCY_TABLE_KEEP) {
-      const keep = Math.max(minKeep, Math.round((share * size) / roundTo) * roundTo);
-      if (keep < size) counts.add(keep);
-    }
-    const points = [{ keep: size, latencyMs: base }];
-    for (const keep of [...counts].sort((a, b) => b - a)) {
-      const idx = order.slice(0, keep).sort((a, b) => a - b);
-      const variant = await applyPlan(model, { version: 1, groups: [{ key: gi.key, size, keep: idx }] }, { skipLayers: o.skipLayers ?? [] });
-      try {
-        points.push({ keep, latencyMs: (await probe.measure(variant)).latencyP50Ms });
-      } finally {
-        variant.dispose();
-      }
-    }
-    if (points.length > 1) tables.push({ key: gi.key, size, points });
-  }
-  return tables;
-}
-
-/**
- * Milliseconds a table says cutting `removed` channels saves, interpolating linearly between its
- * measured channel counts (and extrapolating the last segment); never below 0.
- */
-export function latencySaved(t: LatencyTable, removed: number): number {
-  const pts = [...t.points].sort((a, b) => b.keep - a.keep);
-  const base = pts[0]!.latencyMs;
-  const keep = t.size - removed;
-  let i = 1;
-  while (i < pts.length - 1 && pts[i]!.keep > keep) i++;
-  const a = pts[i - 1]!;
-  const b = pts[i]!;
-  const lat = a.keep === b.keep ? b.latencyMs : a.latencyMs + ((a.keep - keep) / (a.keep - b.keep)) * (b.latencyMs - a.latencyMs);
-  return Math.max(0, base - lat);
-}
-
-/** Per-channel latency cost of each group for a step that cuts `fraction` of its channels. */
-export function costPerChannelFrom(tables: readonly LatencyTable[], fraction: number): Map<string, number> {
-  const costs = new Map<string, number>();
-  for (const t of tables) {
-    const removed = Math.max(1, Math.round(fraction * t.size));
-    costs.set(t.key, Math.max(1e-4, latencySaved(t, removed) / removed));
-  }
-  return costs;
 }
 
 /**
@@ -194,6 +165,20 @@ export function nextStepFraction(check: BudgetCheck, step: number): number {
 }
 
 /**
+ * Index of the closest record so far (least distance, first wins), as the loop tracks it: the final
+ * fine-tune trains the last pruned model in place, so when that model was the closest its record no
+ * longer describes its weights, and the final record (same model, better trained) takes its place.
+ * -1 for an empty history.
+ */
+export function closestIndexOf(history: readonly IterationRecord[]): number {
+  let ci = -1;
+  history.forEach((r, i) => {
+    if (ci < 0 || r.check.distance < history[ci]!.check.distance || (r.kind === 'final' && ci === i - 1)) ci = i;
+  });
+  return ci;
+}
+
+/**
  * Global iterative pruning against measured budgets: cut the least important channels, fine-tune
  * briefly, measure on this device, repeat until the resource budgets hold; then fine-tune longer
  * and check every budget. Returns the final model if it meets them, else the closest one seen.
@@ -204,7 +189,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   const history: IterationRecord[] = o.resume ? [...o.resume.history] : [];
   let current = o.resume?.model ?? start;
   let closest: tf.LayersModel | null = o.resume?.closest ?? null;
-  let closestIndex = history.length ? history.reduce((b, r, i, h) => (r.check.distance < h[b]!.check.distance ? i : b), 0) : -1;
+  let closestIndex = closestIndexOf(history);
   const owned = new Set<tf.LayersModel>([current, ...(closest ? [closest] : [])]);
   owned.delete(start);
   /** Frees a model the loop created once nothing refers to it any more. */
@@ -214,19 +199,17 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
     owned.delete(m);
   };
 
-  const figuresOf = async (m: tf.LayersModel): Promise<Figures> => {
-    let cost = await o.probe.measure(m);
-    // Background load only ever adds latency: confirm a latency violation before believing it.
-    for (let i = 0; i < (o.remeasure ?? 2) && o.budgets.latencyP95Ms !== undefined && cost.latencyP95Ms > o.budgets.latencyP95Ms; i++) {
-      const again = await o.probe.measure(m);
-      if (again.latencyP95Ms < cost.latencyP95Ms) cost = again;
-    }
-    return { ...cost, accuracy: o.evaluate(m) };
+  const judge = { probe: o.probe, budgets: o.budgets, reference: o.teacher ?? start, role: o.teacher ? ('teacher' as const) : ('start' as const), confirmations: o.confirmations ?? 2 };
+  /** Figures of a model and how its latency verdict was reached (side by side, confirmed). */
+  const measured = async (m: tf.LayersModel): Promise<Pick<IterationRecord, 'figures' | 'latencyDecision'>> => {
+    const r = await measureForDecision(m, judge);
+    const figures: Figures = { ...r.cost, accuracy: o.evaluate(m), ...(r.reference ? { reference: r.reference } : {}) };
+    return { figures, ...(r.latencyDecision ? { latencyDecision: r.latencyDecision } : {}) };
   };
   const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
     const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
     history.push(full);
-    if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance) {
+    if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance || closest === m) {
       closestIndex = history.length - 1;
       const old = closest;
       closest = m;
@@ -241,7 +224,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   try {
     if (history.length === 0) {
       const t0 = clock();
-      last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
+      last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
     } else last = history[history.length - 1]!;
 
     while (last.kind !== 'final' && !last.check.resourcesMet) {
@@ -278,23 +261,25 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       await o.fineTune(step.model, { iteration, kind: 'brief' });
       const prev = current;
       current = step.model;
-      last = await record({ iteration, kind: 'prune', plan: step.plan, removedChannels: step.removedChannels, figures: await figuresOf(current), ...(tables ? { latencyTables: tables } : {}) }, t0, current);
+      last = await record({ iteration, kind: 'prune', plan: step.plan, removedChannels: step.removedChannels, ...(await measured(current)), ...(tables ? { latencyTables: tables } : {}) }, t0, current);
       release(prev);
     }
     if (last.kind !== 'final' && last.check.resourcesMet) {
       const t0 = clock();
       await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
-      last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
+      last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
     }
   } catch (e) {
     // An abort (or failure) mid-loop: free every model the loop made; checkpoints hold the progress.
     for (const m of owned) if (m !== start) m.dispose();
     throw e;
   }
-  if (last.kind === 'final') stopReason = last.check.met ? 'every budget holds' : 'resource budgets hold but accuracy does not';
-  const met = last.check.met;
-  const chosenModel = met ? current : closest ?? current;
-  const chosen = met ? history.length - 1 : closestIndex;
+  if (last.kind === 'final') stopReason = last.check.met ? 'every budget holds' : `the final model misses ${last.check.violations.map((v) => v.budget).join(', ')}`;
+  // The verdict is the returned model's own: the final when it meets every budget, else the closest.
+  const finalMet = last.check.met;
+  const chosenModel = finalMet ? current : closest ?? current;
+  const chosen = finalMet ? history.length - 1 : closestIndex;
+  const met = history[chosen]!.check.met;
   for (const m of owned) if (m !== chosenModel && m !== start) m.dispose();
   return { model: chosenModel, met, history, chosen, stopReason };
 }

@@ -157,7 +157,13 @@ export interface ReferenceFigures {
 }
 
 export interface ResolvedBudgets {
+  /** Absolute p95 limit; for a relative budget, the factor times the teacher's robust p95. */
   latencyP95Ms?: number;
+  /**
+   * A relative latency budget's factor ("0.5x" → 0.5): the loop checks it against the teacher
+   * measured in the same interleaved run as each candidate, not against one early reading.
+   */
+  latencyP95Ratio?: number;
   peakMemoryMB?: number;
   modelSizeKB?: number;
   minAccuracy?: number;
@@ -170,7 +176,10 @@ function resolve(v: BudgetValue | undefined, ref: number | undefined, what: stri
   return Number(v.slice(0, -1)) * ref;
 }
 
-/** Turns "0.3x" budgets into absolute limits against the teacher's measured figures. */
+/**
+ * Turns "0.3x" budgets into absolute limits against the teacher's robust figures (median of trials);
+ * a relative latency budget also keeps its factor, which the loop checks side by side with the teacher.
+ */
 export function resolveBudgets(b: Budgets, teacher: ReferenceFigures): ResolvedBudgets {
   const out: ResolvedBudgets = {};
   const lat = resolve(b.latencyP95, teacher.latencyP95Ms, 'latencyP95');
@@ -178,23 +187,11 @@ export function resolveBudgets(b: Budgets, teacher: ReferenceFigures): ResolvedB
   const size = resolve(b.modelSizeKB, teacher.modelSizeKB, 'modelSizeKB');
   const acc = resolve(b.minAccuracy, teacher.accuracy, 'minAccuracy');
   if (lat !== undefined) out.latencyP95Ms = lat;
+  if (typeof b.latencyP95 === 'string') out.latencyP95Ratio = Number(b.latencyP95.slice(0, -1));
   if (mem !== undefined) out.peakMemoryMB = mem;
   if (size !== undefined) out.modelSizeKB = size;
   if (acc !== undefined) out.minAccuracy = acc;
   return out;
 }
 
-/**
- * What a CostProbe measures on this device for one model (bench/ produces it, compress/ consumes
- * it through its CostProbe interface): the figures budgets are checked against.
- */
-export interface ModelCost {
-  latencyP50Ms: number;
-  latencyP95Ms: number;
-  latencyP99Ms: number;
-  /** Peak tensor bytes during one batch-1 inference, weights included, in MB. */
-  peakMemoryMB: number;
-  /** float32 weight bytes in KB. */
-  modelSizeKB: number;
-  params: number;
-}
+export type { ModelCost } from './measurement.js';

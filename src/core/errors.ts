@@ -33,6 +33,12 @@ export const ERROR_CODES = {
   EDGEKT_ERR_STORE_CONFLICT: 'a row with that key already exists',
   EDGEKT_ERR_LEASE_LOST: 'a rollout lease expired or changed hands, so the write was refused',
   EDGEKT_ERR_ROLLOUT_SPEC: 'a rollout spec is invalid',
+  EDGEKT_ERR_ABORTED: 'the operation was cancelled through its AbortSignal',
+  EDGEKT_ERR_JOB_STATE: 'a job state change is not allowed from its current state (terminal, or not in the transition table)',
+  EDGEKT_ERR_JOB_UNKNOWN: 'no job with that id is in the job store',
+  EDGEKT_ERR_MANIFEST_VERSION: 'a manifest version is not newer than the last accepted one for its artifact (replay or downgrade)',
+  EDGEKT_ERR_STORE: 'the local store is unusable or inconsistent (schema newer than this build, a row failing its schema, a ledger size mismatch)',
+  EDGEKT_ERR_PUBLISH_TIMEOUT: 'an outbox message was not acknowledged by the broker in time',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -81,6 +87,7 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_BUDGET_UNREACHABLE':
       return EXIT.BUDGET_UNREACHABLE;
     case 'EDGEKT_ERR_INTERNAL':
+    case 'EDGEKT_ERR_ABORTED':
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
       return EXIT.FAILURE;

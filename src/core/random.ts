@@ -3,15 +3,30 @@
  */
 export type Rng = () => number;
 
-export function createRng(seed: number): Rng {
+/**
+ * An Rng whose whole state (mulberry32 keeps one uint32) can be read and put back, so a
+ * checkpointed training run resumes the same random stream it was interrupted in.
+ */
+export interface SeededRng extends Rng {
+  getState(): number;
+  setState(state: number): void;
+}
+
+export function createRng(seed: number): SeededRng {
   let a = seed >>> 0;
-  return () => {
+  const next = (): number => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+  return Object.assign(next, {
+    getState: (): number => a,
+    setState: (state: number): void => {
+      a = state >>> 0;
+    },
+  });
 }
 
 /** Standard normal via Box–Muller. */

@@ -42,30 +42,48 @@ export function* batches(set: ImageSet, opts: BatchOptions): Generator<Batch, vo
     const perm = shuffledIndices(order.length, opts.seed ?? 0);
     order = perm.map((k) => order[k]!);
   }
-  const [h, w, c] = set.shape;
-  const size = h * w * c;
   const k = set.numClasses;
   const oneHot = opts.oneHot !== false && set.y !== null;
-  for (let start = 0; start < order.length; start += batchSize) {
-    const n = Math.min(batchSize, order.length - start);
-    if (n < batchSize && opts.drop) return;
-    const idx = order.slice(start, start + n);
-    const x = new Float32Array(n * size);
-    const labels = set.y ? new Int32Array(n) : null;
-    for (let j = 0; j < n; j++) {
-      const i = idx[j]!;
-      if (i < 0 || i >= set.count) throw new EdgektError('EDGEKT_ERR_USAGE', `batch index ${i} outside 0..${set.count - 1}`);
-      x.set(set.x.subarray(i * size, (i + 1) * size), j * size);
-      if (labels) labels[j] = set.y![i]!;
-    }
+  for (const idx of batchIndices(order, batchSize, opts.drop)) {
+    const n = idx.length;
+    const { x, labels } = gather(set, idx);
     let ys: tf.Tensor2D | null = null;
     if (oneHot && labels) {
       const y = new Float32Array(n * k);
       for (let j = 0; j < n; j++) y[j * k + labels[j]!] = 1;
       ys = tf.tensor2d(y, [n, k]);
     }
-    yield { xs: tf.tensor4d(x, [n, h, w, c]), ys, labels, indices: idx };
+    yield { xs: tf.tensor4d(x, [n, ...set.shape]), ys, labels, indices: idx };
   }
+}
+
+/**
+ * A batch with sparse labels: float32 class ids [n] (what the distillation losses take), or null
+ * for unlabeled data. The caller disposes both tensors.
+ */
+export interface SparseBatch {
+  x: tf.Tensor4D;
+  y: tf.Tensor1D | null;
+}
+
+/**
+ * Copies the given samples out of a set into a sparse-label batch. Random access by index lets a
+ * resumed training run start in the middle of an epoch's order, which the generator cannot.
+ */
+export function makeBatch(set: ImageSet, indices: ArrayLike<number>): SparseBatch {
+  const { x, labels } = gather(set, indices);
+  return { x: tf.tensor4d(x, [indices.length, ...set.shape]), y: labels ? tf.tensor1d(Float32Array.from(labels)) : null };
+}
+
+/** Splits an ordering of sample indices into consecutive batches (the last may be smaller, or dropped). */
+export function batchIndices(order: ArrayLike<number>, batchSize: number, drop = false): Int32Array[] {
+  const out: Int32Array[] = [];
+  for (let s = 0; s < order.length; s += batchSize) {
+    const n = Math.min(batchSize, order.length - s);
+    if (n < batchSize && drop) break;
+    out.push(Int32Array.from({ length: n }, (_, k) => order[s + k]!));
+  }
+  return out;
 }
 
 /** Runs fn on every batch and disposes the batch's tensors afterwards, even when fn throws. */
@@ -88,6 +106,21 @@ export async function forEachBatch(
 /** Number of batches an epoch yields with these options. */
 export function batchCount(count: number, batchSize: number, drop = false): number {
   return drop ? Math.floor(count / batchSize) : Math.ceil(count / batchSize);
+}
+
+function gather(set: ImageSet, indices: ArrayLike<number>): { x: Float32Array; labels: Int32Array | null } {
+  const [h, w, c] = set.shape;
+  const size = h * w * c;
+  const n = indices.length;
+  const x = new Float32Array(n * size);
+  const labels = set.y ? new Int32Array(n) : null;
+  for (let j = 0; j < n; j++) {
+    const i = indices[j]!;
+    if (!(i >= 0 && i < set.count)) throw new EdgektError('EDGEKT_ERR_USAGE', `batch index ${i} outside 0..${set.count - 1}`);
+    x.set(set.x.subarray(i * size, (i + 1) * size), j * size);
+    if (labels) labels[j] = set.y![i]!;
+  }
+  return { x, labels };
 }
 
 function identity(n: number): Int32Array {

@@ -20,7 +20,7 @@ export { decodeImage, type FolderOptions } from './folder.js';
 export { shuffledIndices, splitIndices, splitSet, subset, classCounts, type SplitOptions } from './split.js';
 export { dirichletPartition, shardPartition, iidPartition, type DirichletOptions, type ShardOptions } from './partition.js';
 export { adaptImages, adaptSplits, channelStats, type AdaptOptions } from './adapt.js';
-export { batches, forEachBatch, batchCount, type Batch, type BatchOptions } from './batches.js';
+export { batches, forEachBatch, batchCount, makeBatch, batchIndices, type Batch, type BatchOptions, type SparseBatch } from './batches.js';
 export { summarizeDataset, type DatasetSummary, type SplitSummary } from './summary.js';
 
 export interface LoadOptions extends FolderOptions {

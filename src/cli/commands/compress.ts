@@ -229,7 +229,7 @@ function summary(r: CompressReport, out: string): string {
   return [
     `budgets met on ${r.profile} (${r.backend}); student in ${path.join(out, 'student')}, report in ${path.join(out, 'report.md')}`,
     `params   ${r.teacher.params} → ${r.student.params} (${r.ratios.params.toFixed(1)}×)`,
-    `p95      ${r.teacher.latencyP95Ms.toFixed(3)} → ${r.student.latencyP95Ms.toFixed(3)} ms (${r.ratios.latencyP95.toFixed(2)}×)`,
-    `accuracy ${acc(r.teacher.accuracy)} → ${acc(r.student.accuracy)}`,
+    `p95      ${(r.student.reference?.role === 'teacher' ? r.student.reference.latencyP95Ms : r.teacher.latencyP95Ms).toFixed(3)} → ${r.student.latencyP95Ms.toFixed(3)} ms (${r.ratios.latencyP95.toFixed(2)}×)`,
+    `accuracy ${acc(r.teacher.testAccuracy)} → ${acc(r.student.testAccuracy)} (test; ${r.accuracyOn.split} ${acc(r.teacher.accuracy)} → ${acc(r.student.accuracy)})`,
   ].join('\n');
 }

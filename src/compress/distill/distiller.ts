@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
+import { systemClock, type Clock } from '../../core/clock.js';
 import { EdgektError } from '../../core/errors.js';
 import { shuffledIndices } from '../../data/split.js';
 import type { ImageSet } from '../../data/types.js';
-import { batchIndices, makeBatch } from './batches.js';
+import { batchIndices, makeBatch } from '../../data/batches.js';
 import type { HintPair } from './hint-points.js';
 import type { LossParts } from './losses.js';
 import { recalibrateBatchNorm } from './recalibrate.js';
+import { captureDistillState, checkResumable, restoreDistillState, type DistillRunKey, type DistillState } from './state.js';
 import { createDistillTrainer, DISTILL_DEFAULTS, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
 
 export type DistillSchedule = 'fitnets' | 'joint';
@@ -58,8 +60,30 @@ export interface DistillOptions extends DistillTrainerOptions {
    * (see recalibrateBatchNorm). Default 20; 0 keeps tfjs's moving averages.
    */
   recalibrateBatches?: number;
-  /** Lets a caller stop early (e.g. on SIGINT); checked between steps. */
+  /** Lets a caller stop early (e.g. on SIGINT); checked between steps, throws EDGEKT_ERR_ABORTED. */
   signal?: AbortSignal;
+  /** Periodic resumable snapshots, so a killed device loses minutes of a long run, not the run. */
+  checkpoint?: DistillCheckpointOptions;
+}
+
+/** When a distillation saves its state, where to, and the state to resume from. */
+export interface DistillCheckpointOptions {
+  /** Save after every this many steps. */
+  everySteps?: number;
+  /**
+   * Save at the first step boundary at least this long after the last save (or the start).
+   * Default 60 when `everySteps` is not given either.
+   */
+  everySeconds?: number;
+  /** Persists a state (e.g. encodeDistillState → CheckpointStore); awaited between steps. A throw ends the run with it. */
+  save(state: DistillState): Promise<void>;
+  /**
+   * Resume from this state, into a student of the same architecture (its current weights are
+   * overwritten). It must come from a run with the same data size and options: EDGEKT_ERR_CHECKPOINT otherwise.
+   */
+  load?: DistillState | null;
+  /** Time source for `everySeconds`. Default systemClock. */
+  clock?: Clock;
 }
 
 export interface EpochSummary {
@@ -115,30 +139,48 @@ export async function distill(
   const lrAt = (g: number): number =>
     g < hintSteps ? scheduledLearningRate(lrSchedule, baseLr, g, hintSteps) : scheduledLearningRate(lrSchedule, baseLr, g - hintSteps, totalSteps - hintSteps);
 
+  const run: DistillRunKey = { schedule, lrSchedule, learningRate: baseLr, seed, batchSize, count: data.count, stepsPerEpoch, totalSteps, hintSteps };
+  const ckpt = options.checkpoint;
+  const saveDue = checkpointTrigger(ckpt);
+  const positionOf = (g: number): DistillState['position'] => ({ globalStep: g, epoch: Math.floor(g / stepsPerEpoch) + 1, step: g % stepsPerEpoch });
+
   const started = performance.now();
-  const history: EpochSummary[] = [];
+  let history: EpochSummary[] = [];
+  let sums: Sums = {};
   let globalStep = 0;
   try {
-    for (let epoch = 1; epoch <= epochs && globalStep < totalSteps; epoch++) {
-      const order = shuffledIndices(data.count, seed * 7919 + epoch);
-      const sums: EpochSummary['phases'] = {};
-      const batches = batchIndices(order, batchSize);
-      for (let b = 0; b < batches.length && globalStep < totalSteps; b++) {
-        if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'distillation aborted');
-        const phase = phaseAt(globalStep);
-        const batch = makeBatch(data, batches[b]!);
-        let loss: LossParts;
-        try {
-          loss = trainer.step(batch.x, batch.y, phase, lrAt(globalStep));
-        } finally {
-          tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
-        }
-        globalStep++;
-        accumulate(sums, phase, loss);
-        options.onProgress?.({ phase, epoch, epochs, step: b + 1, stepsPerEpoch, globalStep, totalSteps, loss });
-        if (options.onProgress) await new Promise((r) => setImmediate(r));
+    if (ckpt?.load) {
+      checkResumable(ckpt.load, run);
+      await restoreDistillState(trainer, student, ckpt.load);
+      globalStep = ckpt.load.position.globalStep;
+      history = structuredClone(ckpt.load.history);
+      sums = structuredClone(ckpt.load.epochSums);
+    }
+    let order = { epoch: 0, batches: [] as Int32Array[] };
+    while (globalStep < totalSteps) {
+      if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_ABORTED', 'distillation aborted', { globalStep });
+      const { epoch, step } = positionOf(globalStep);
+      if (order.epoch !== epoch) order = { epoch, batches: batchIndices(shuffledIndices(data.count, seed * 7919 + epoch), batchSize) };
+      const phase = phaseAt(globalStep);
+      const batch = makeBatch(data, order.batches[step]!);
+      let loss: LossParts;
+      try {
+        loss = trainer.step(batch.x, batch.y, phase, lrAt(globalStep));
+      } finally {
+        tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
       }
-      history.push({ epoch, phases: finish(sums) });
+      globalStep++;
+      accumulate(sums, phase, loss);
+      if (step + 1 === stepsPerEpoch || globalStep === totalSteps) {
+        history.push({ epoch, phases: finish(sums) });
+        sums = {};
+      }
+      options.onProgress?.({ phase, epoch, epochs, step: step + 1, stepsPerEpoch, globalStep, totalSteps, loss });
+      if (options.onProgress) await new Promise((r) => setImmediate(r));
+      if (ckpt && saveDue(globalStep)) {
+        await ckpt.save(await captureDistillState(trainer, student, { run, position: positionOf(globalStep), history, epochSums: sums }));
+        saveDue.saved();
+      }
     }
     const recalibrate = options.recalibrateBatches ?? DISTILL_RUN_DEFAULTS.recalibrateBatches;
     if (recalibrate > 0) recalibrateBatchNorm(student, data, { batches: recalibrate, batchSize, seed });
@@ -148,7 +190,7 @@ export async function distill(
   return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history };
 }
 
-export interface DistillFineTunerOptions extends Omit<DistillOptions, 'maxSteps'> {
+export interface DistillFineTunerOptions extends Omit<DistillOptions, 'maxSteps' | 'checkpoint'> {
   /** Steps of a 'brief' fine-tune (after each pruning step). Default 50. */
   briefSteps?: number;
   /** Epochs of the 'final' fine-tune (once the budgets hold). Default `epochs` or 1. */
@@ -193,6 +235,18 @@ export function evaluateAccuracy(model: tf.LayersModel, data: ImageSet, batchSiz
 }
 
 type Sums = EpochSummary['phases'];
+
+function checkpointTrigger(ckpt: DistillCheckpointOptions | undefined): ((globalStep: number) => boolean) & { saved(): void } {
+  const everySteps = ckpt?.everySteps;
+  const everySeconds = ckpt?.everySeconds ?? (everySteps === undefined ? 60 : undefined);
+  if (everySteps !== undefined && !(Number.isInteger(everySteps) && everySteps >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `checkpoint.everySteps must be an integer >= 1, got ${everySteps}`);
+  if (everySeconds !== undefined && !(everySeconds > 0)) throw new EdgektError('EDGEKT_ERR_USAGE', `checkpoint.everySeconds must be > 0, got ${everySeconds}`);
+  const clock = ckpt?.clock ?? systemClock;
+  let last = clock.hrMs();
+  const due = (g: number): boolean =>
+    (everySteps !== undefined && g % everySteps === 0) || (everySeconds !== undefined && clock.hrMs() - last >= everySeconds * 1000);
+  return Object.assign(due, { saved: () => void (last = clock.hrMs()) });
+}
 
 function accumulate(sums: Sums, phase: DistillPhase, l: LossParts): void {
   const s = (sums[phase] ??= { total: 0, hints: l.hints.map(() => 0), kd: l.kd === null ? null : 0, ce: l.ce === null ? null : 0, steps: 0 });

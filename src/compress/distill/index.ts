@@ -1,5 +1,4 @@
 export { createHintAdapter, type HintAdapter } from './adapters.js';
-export { makeBatch, batchIndices, type Batch } from './batches.js';
 export {
   distill,
   trainSupervised,
@@ -8,6 +7,7 @@ export {
   evaluateAccuracy,
   DISTILL_RUN_DEFAULTS,
   type DistillOptions,
+  type DistillCheckpointOptions,
   type DistillProgress,
   type DistillResult,
   type DistillSchedule,
@@ -47,4 +47,6 @@ export {
   type DistillTrainerOptions,
   type HintLayerPair,
 } from './trainer.js';
+export { captureDistillState, restoreDistillState, checkResumable, type DistillState, type DistillRunKey, type AdamSlots, type TensorData } from './state.js';
+export { encodeDistillState, decodeDistillState, type EncodedDistillState, type DistillStateMeta } from './state-codec.js';
 export { recalibrateBatchNorm, type RecalibrateOptions } from './recalibrate.js';

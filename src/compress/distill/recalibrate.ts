@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { shuffledIndices } from '../../data/split.js';
 import type { ImageSet } from '../../data/types.js';
-import { batchIndices, makeBatch } from './batches.js';
+import { batchIndices, makeBatch } from '../../data/batches.js';
 
 export interface RecalibrateOptions {
   /** Batches of training data to average over. Default 20. */

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { createRng, type Rng } from '../../core/random.js';
+import { createRng, type SeededRng } from '../../core/random.js';
 import { EdgektError } from '../../core/errors.js';
 import { createHintAdapter, type HintAdapter } from './adapters.js';
 import { featureModel, findStageEnds, pairStageEnds, stageEndOf, upstreamLayers, type HintPair } from './hint-points.js';
@@ -60,6 +60,10 @@ export interface DistillTrainer {
   readonly adapters: HintAdapter[];
   /** One Adam per phase: tfjs Adam keys its moments by position in the variable list, which differs between phases. */
   readonly optimizers: Partial<Record<DistillPhase, tf.Optimizer>>;
+  /** The phase's Adam, created on first use; a checkpoint restore fills it before the first step. */
+  optimizerFor(phase: DistillPhase): tf.Optimizer;
+  /** The noisy teacher's random stream, whose state a checkpoint carries. */
+  readonly noiseRng: SeededRng;
   /**
    * Runs forward, backward and an Adam update; returns each loss term. Leaks no tensors.
    * `learningRate` overrides the configured rate for this step (a schedule); Adam's moments are kept.
@@ -98,7 +102,8 @@ export function createDistillTrainer(
   const t = teacher ? featureModel(teacher, pairs.map((p) => p.teacher.layerName)) : null;
   const s = featureModel(student, pairs.map((p) => p.student.layerName));
   const optimizers: Partial<Record<DistillPhase, tf.Optimizer>> = {};
-  const noiseRng: Rng = createRng(o.seed ^ 0x9e3779b9);
+  const noiseRng = createRng(o.seed ^ 0x9e3779b9);
+  const optimizerFor = (phase: DistillPhase): tf.Optimizer => (optimizers[phase] ??= tf.train.adam(o.learningRate));
 
   const adapterVars = adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
   const studentVars = student.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -122,7 +127,7 @@ export function createDistillTrainer(
       : null;
     let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null } = { hints: [], kd: null, ce: null };
     const varList = !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
-    const optimizer = (optimizers[phase] ??= tf.train.adam(o.learningRate));
+    const optimizer = optimizerFor(phase);
     // tfjs's Adam reads its (protected) learningRate field on every update and has no setter.
     if (learningRate !== undefined) (optimizer as unknown as { learningRate: number }).learningRate = learningRate;
     const total = optimizer.minimize(
@@ -157,6 +162,8 @@ export function createDistillTrainer(
     pairs,
     adapters,
     optimizers,
+    optimizerFor,
+    noiseRng,
     step,
     dispose: () => {
       adapters.forEach((a) => a.dispose());

@@ -1,2 +1,3 @@
 export * from './report.js';
+export * from './budget-table.js';
 export * from './chart.js';
