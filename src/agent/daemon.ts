@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import cron from 'node-cron';
+import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import type { AgentConfig } from '../config/agent-config.js';
 import type { DeviceProfile } from '../config/device-profile.js';
@@ -65,7 +65,7 @@ export function createAgent(o: AgentOptions): Agent {
   let jobs: JobStore | null = null;
   let client: MqttClient | null = null;
   let pump: OutboxPump | null = null;
-  let task: cron.ScheduledTask | null = null;
+  let task: ScheduledTask | null = null;
   let paused: string | null = null;
   let stopping = false;
   const queue: string[] = [];

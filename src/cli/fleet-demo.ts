@@ -11,7 +11,7 @@ const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..
 
 export interface DemoDevice {
   id: string;
-  profile: object & { name: string };
+  profile: { name: string } & Record<string, unknown>;
 }
 
 /** Budgets relative to the teacher measured on this machine, so the students differ by device. */
