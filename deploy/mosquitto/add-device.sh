@@ -8,10 +8,10 @@
 # DIR defaults to /etc/mosquitto/edgekt. Then: systemctl reload mosquitto (re-reads passwd and acl).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=pki-lib.sh
+# shellcheck source=deploy/mosquitto/pki-lib.sh
 . "$HERE/pki-lib.sh"
 
-[ $# -ge 1 ] && [ "${1#-}" = "$1" ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then sed -n '2,9p' "$0" >&2; exit 2; fi
 id="$1"; shift
 pki_check_id "$id"
 dir=/etc/mosquitto/edgekt

@@ -8,7 +8,7 @@
 #   clients/ID.{key,crt}           CN=ID, one per --device (add more later with add-device.sh)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=pki-lib.sh
+# shellcheck source=deploy/mosquitto/pki-lib.sh
 . "$HERE/pki-lib.sh"
 
 dir=/etc/mosquitto/edgekt

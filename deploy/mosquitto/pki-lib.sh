@@ -9,7 +9,8 @@ pki_die() { pki_log "error: $*"; exit 1; }
 
 # A device id becomes an MQTT username and a topic level: keep it to one safe level.
 pki_check_id() {
-  [[ "$1" =~ ^[A-Za-z0-9_.-]{1,64}$ ]] || pki_die "bad id '$1': use 1-64 of [A-Za-z0-9_.-]"
+  # The agent's config schema takes the same ids (src/config/agent-config.ts).
+  [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$ ]] || pki_die "bad id '$1': letters, digits, _ and -, at most 64"
   [[ "$1" != "coordinator" || "${2:-}" == "allow-coordinator" ]] || pki_die "'coordinator' is reserved"
 }
 
