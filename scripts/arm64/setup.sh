@@ -65,7 +65,8 @@ setup_node() {
 APP="$CACHE/app"
 STAMP="$APP/.edgekt-arm64-stamp"
 
-lock_hash() { cat "$ROOT/package.json" "$ROOT/package-lock.json" "$NODE_DIR/package.json" | sha256sum | cut -d' ' -f1; }
+# The lockfile pins every dependency; package.json's other fields (scripts) do not matter here.
+lock_hash() { cat "$ROOT/package-lock.json" "$NODE_DIR/package.json" | sha256sum | cut -d' ' -f1; }
 
 node_gyp() {
   local npm_root
@@ -84,19 +85,33 @@ setup_app() {
   # Host npm resolves for the target platform; only better-sqlite3 has native code (tfjs-node is optional
   # and omitted: its install downloads libtensorflow). --ignore-scripts also skips the root's `prepare`.
   (cd "$APP" && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund --cpu=arm64 --os=linux)
-  log "cross-building better-sqlite3 for arm64"
-  (
-    cd "$APP/node_modules/better-sqlite3"
-    export CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-g++ AR=aarch64-linux-gnu-ar
-    node_gyp rebuild --release --arch=arm64 --nodedir="$NODE_DIR" -j 2
-  )
-  local addon="$APP/node_modules/better-sqlite3/build/Release/better_sqlite3.node"
+  # The addon is kept per (better-sqlite3 version, node version): a lockfile change elsewhere does not
+  # pay for the sqlite3.c cross-compile again.
+  local bs="$APP/node_modules/better-sqlite3" key addon kept
+  key="better-sqlite3-$(node -p "require('$bs/package.json').version")-node-$(node -p "require('$NODE_DIR/package.json').version")"
+  kept="$CACHE/addons/$key.node"
+  addon="$bs/build/Release/better_sqlite3.node"
+  if [ -f "$kept" ]; then
+    log "reusing $kept"
+    mkdir -p "$(dirname "$addon")"
+    cp "$kept" "$addon"
+  else
+    log "cross-building better-sqlite3 for arm64"
+    (
+      cd "$bs"
+      export CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ LINK=aarch64-linux-gnu-g++ AR=aarch64-linux-gnu-ar
+      node_gyp rebuild --release --arch=arm64 --nodedir="$NODE_DIR" -j 2
+    )
+  fi
   file -L "$addon" | grep -q 'ARM aarch64' || die "better_sqlite3.node is not an aarch64 object: $(file -L "$addon")"
+  mkdir -p "$CACHE/addons"
+  [ -f "$kept" ] || cp "$addon" "$kept"
   printf '%s\n' "$want" >"$STAMP"
 }
 
+timed() { local t=$SECONDS; "$@"; log "$1: $((SECONDS - t)) s"; }
 start=$SECONDS
-setup_apt
-setup_node
-setup_app
+timed setup_apt
+timed setup_node
+timed setup_app
 log "ready in $((SECONDS - start)) s: node $ARM64_NODE, app $APP"
