@@ -27,8 +27,8 @@ const open: Array<{ close(): Promise<void> }> = [];
 const connect = (id: string): Promise<MqttClient> =>
   mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: id, reconnectPeriod: 200, connectTimeout: 2000 });
 
-function serve(source: TestSource): Promise<BlockServer> {
-  const server = createBlockServer({ client: serverClient, requestFilter: filters.sharedPulls(), source, allowResponseTopic: allowPullResponse });
+function serve(source: TestSource, authorize?: (requestTopic: string, sha256: string) => boolean): Promise<BlockServer> {
+  const server = createBlockServer({ client: serverClient, requestFilter: filters.sharedPulls(), source, allowResponseTopic: allowPullResponse, authorize });
   open.push(server);
   return server.ready.then(() => server);
 }
@@ -108,12 +108,22 @@ describe('MQTT block transfer (mosquitto)', () => {
     await expect(pullFile(pullOpts({ ...file, blocks: undefined }))).rejects.toMatchObject({ code: 'EDGEKT_ERR_HASH' });
   });
 
-  it('errors travel as data: an unknown artifact fails with EDGEKT_ERR_NOT_FOUND, a bad block size with EDGEKT_ERR_TOO_LARGE', async () => {
+  it('errors travel as data: an unknown or unauthorised artifact fails with EDGEKT_ERR_NOT_FOUND, a bad block size with EDGEKT_ERR_TOO_LARGE', async () => {
     const file = testFile(4096, 1024);
-    await serve(testSource([]));
-    await expect(pullFile(pullOpts(file))).rejects.toMatchObject({ code: 'EDGEKT_ERR_NOT_FOUND' });
-    await serve(testSource([file]));
-    await expect(pullFile(pullOpts({ ...file, blockSize: 100, blocks: undefined }))).rejects.toMatchObject({ code: 'EDGEKT_ERR_TOO_LARGE' });
+    const cases: Array<[TestSource, ((t: string, sha: string) => boolean) | undefined, TestFile, string]> = [
+      [testSource([]), undefined, file, 'EDGEKT_ERR_NOT_FOUND'],
+      [testSource([file]), (requestTopic) => requestTopic !== topics.pull(DEV), file, 'EDGEKT_ERR_NOT_FOUND'],
+      [testSource([file]), undefined, { ...file, blockSize: 100, blocks: undefined }, 'EDGEKT_ERR_TOO_LARGE'],
+    ];
+    for (const [source, authorize, info, code] of cases) {
+      const server = await serve(source, authorize);
+      await expect(pullFile(pullOpts(info))).rejects.toMatchObject({ code });
+      const st = server.stats();
+      expect(st.errors).toBeGreaterThan(0);
+      expect(st.errors).toBe(st.requests);
+      expect(source.reads).toEqual([]);
+      await open.pop()!.close();
+    }
   });
 
   it("refuses a response topic outside the requester's namespace (no reply, counted)", async () => {

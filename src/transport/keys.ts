@@ -29,41 +29,34 @@ export function keyIdOf(key: KeyObject): string {
   return createHash('sha256').update(rawPublicKey(pub)).digest('hex').slice(0, 16);
 }
 
-function assertEd25519(key: KeyObject, what: string): KeyObject {
-  if (key.asymmetricKeyType !== 'ed25519') throw new EdgektError('EDGEKT_ERR_MALFORMED', `${what} is not an Ed25519 key`);
-  return key;
-}
-
 function raw32(text: string): Buffer | null {
   const t = text.trim();
   if (!/^[A-Za-z0-9+/]{43}=$/.test(t)) return null;
   return Buffer.from(t, 'base64');
 }
 
-/** Parses a PEM (PKCS#8) or raw-base64 (32-byte seed) Ed25519 private key. */
-export function parsePrivateKey(text: string): KeyObject {
+function parseKey(text: string, kind: 'private' | 'public'): KeyObject {
   try {
     const raw = raw32(text);
-    const key = raw
-      ? createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' })
-      : createPrivateKey({ key: text, format: 'pem' });
-    return assertEd25519(key, 'private key');
+    const key =
+      kind === 'private'
+        ? createPrivateKey(raw ? { key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' } : { key: text, format: 'pem' })
+        : createPublicKey(raw ? { key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' } : { key: text, format: 'pem' });
+    if (key.asymmetricKeyType !== 'ed25519') throw new EdgektError('EDGEKT_ERR_MALFORMED', `${kind} key is not an Ed25519 key`);
+    return key;
   } catch (e) {
-    throw e instanceof EdgektError ? e : new EdgektError('EDGEKT_ERR_MALFORMED', 'not a PEM or raw base64 Ed25519 private key', {}, { cause: e });
+    throw e instanceof EdgektError ? e : new EdgektError('EDGEKT_ERR_MALFORMED', `not a PEM or raw base64 Ed25519 ${kind} key`, {}, { cause: e });
   }
+}
+
+/** Parses a PEM (PKCS#8) or raw-base64 (32-byte seed) Ed25519 private key. */
+export function parsePrivateKey(text: string): KeyObject {
+  return parseKey(text, 'private');
 }
 
 /** Parses a PEM (SPKI) or raw-base64 (32 bytes) Ed25519 public key. */
 export function parsePublicKey(text: string): KeyObject {
-  try {
-    const raw = raw32(text);
-    const key = raw
-      ? createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: 'der', type: 'spki' })
-      : createPublicKey({ key: text, format: 'pem' });
-    return assertEd25519(key, 'public key');
-  } catch (e) {
-    throw e instanceof EdgektError ? e : new EdgektError('EDGEKT_ERR_MALFORMED', 'not a PEM or raw base64 Ed25519 public key', {}, { cause: e });
-  }
+  return parseKey(text, 'public');
 }
 
 export function privateKeyPem(key: KeyObject): string {

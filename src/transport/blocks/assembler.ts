@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EdgektError } from '../../core/errors.js';
 import { blockCount, blockLength } from './protocol.js';
-import type { BlockLedger, BlockSink, PullFileInfo, PullProgress } from './types.js';
+import type { BlockLedger, BlockSink, PullCommonOptions, PullFileInfo, PullProgress } from './types.js';
 
 export interface AssemblerOptions {
   file: PullFileInfo;
@@ -101,4 +101,9 @@ export function createBlockAssembler(o: AssemblerOptions): BlockAssembler {
       return false;
     },
   };
+}
+
+/** The assembler both pulls use: one extra whole-file pass only when no per-block list can localise a bad block. */
+export function assemblerFor(o: PullCommonOptions): BlockAssembler {
+  return createBlockAssembler({ file: o.file, ledger: o.ledger, sink: o.sink, hashRetries: o.hashRetries ?? 3, fileRetries: o.file.blocks ? 0 : 1, onProgress: o.onProgress });
 }

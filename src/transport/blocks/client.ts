@@ -1,33 +1,21 @@
 import { randomBytes } from 'node:crypto';
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import pino, { type Logger } from 'pino';
+import pino from 'pino';
 import { EdgektError, toEdgektError } from '../../core/errors.js';
-import { createBlockAssembler, toRuns, type Run } from './assembler.js';
+import { assemblerFor, toRuns, type Run } from './assembler.js';
 import { BlockErrorReplySchema, MAX_BLOCKS_PER_REQUEST, PROP_INDEX, PROP_SHA256, knownCode, userProp, type BlockRequest } from './protocol.js';
-import type { BlockLedger, BlockSink, PullFileInfo, PullProgress } from './types.js';
+import type { PullCommonOptions } from './types.js';
 
-export interface PullFileOptions {
+/**
+ * Defaults: window 8, blocksPerRequest 4 (at most 32), timeoutMs 5000, retries 6 (a block's
+ * timeouts; the broker may also stay away (retries + 1) × timeoutMs before EDGEKT_ERR_TRANSFER).
+ */
+export interface PullFileOptions extends PullCommonOptions {
   client: MqttClient;
   /** Where requests go, e.g. topics.pull(deviceId). */
   requestTopic: string;
   /** The requester's own response namespace, e.g. topics.deviceBlocksPrefix(deviceId); a unique level is appended. */
   responseTopicPrefix: string;
-  file: PullFileInfo;
-  ledger: BlockLedger;
-  sink: BlockSink;
-  /** Requests in flight (default 8). */
-  window?: number;
-  /** Blocks per request (default 4, at most 32). */
-  blocksPerRequest?: number;
-  /** Time to wait for a request's blocks before asking again (default 5 s). */
-  timeoutMs?: number;
-  /** Timeouts one block may suffer (and how long, × timeoutMs, the broker may stay away) before EDGEKT_ERR_TRANSFER (default 6). */
-  retries?: number;
-  /** Bad copies of one block tolerated before EDGEKT_ERR_HASH (default 3). */
-  hashRetries?: number;
-  signal?: AbortSignal;
-  onProgress?: (p: PullProgress) => void;
-  logger?: Logger;
 }
 
 interface InFlight {
@@ -49,7 +37,7 @@ export function pullFile(o: PullFileOptions): Promise<void> {
   const perRequest = Math.min(MAX_BLOCKS_PER_REQUEST, Math.max(1, o.blocksPerRequest ?? 4));
   const timeoutMs = o.timeoutMs ?? 5000;
   const retries = o.retries ?? 6;
-  const asm = createBlockAssembler({ file: o.file, ledger: o.ledger, sink: o.sink, hashRetries: o.hashRetries ?? 3, fileRetries: o.file.blocks ? 0 : 1, onProgress: o.onProgress });
+  const asm = assemblerFor(o);
   const responseTopic = `${o.responseTopicPrefix}/${randomBytes(8).toString('hex')}`;
   const inflight = new Map<string, InFlight>();
   const issued = new Set<string>();

@@ -1,30 +1,16 @@
-import pino, { type Logger } from 'pino';
+import pino from 'pino';
 import { EdgektError, isEdgektError } from '../../core/errors.js';
-import { createBlockAssembler, toRuns, type BlockAssembler, type Run } from './assembler.js';
+import { assemblerFor, toRuns, type BlockAssembler, type Run } from './assembler.js';
 import { blockLength } from './protocol.js';
-import type { BlockLedger, BlockSink, PullFileInfo, PullProgress } from './types.js';
+import type { PullCommonOptions } from './types.js';
 
-export interface PullFileHttpOptions {
+/** Defaults: window 2, blocksPerRequest 64 (4 MB at 64 KB blocks), timeoutMs 15000 (idle), retries 5. */
+export interface PullFileHttpOptions extends PullCommonOptions {
   /** The manifest entry's `url` (http or https). */
   url: string;
-  file: PullFileInfo;
-  ledger: BlockLedger;
-  sink: BlockSink;
-  /** Range requests in flight (default 2). */
-  window?: number;
-  /** Blocks per range request (default 64: 4 MB at 64 KB blocks). */
-  blocksPerRequest?: number;
-  /** A request that delivers nothing for this long is dropped and asked again (default 15 s). */
-  timeoutMs?: number;
-  /** Failed attempts one block may suffer before EDGEKT_ERR_TRANSFER (default 5). */
-  retries?: number;
-  hashRetries?: number;
-  signal?: AbortSignal;
-  onProgress?: (p: PullProgress) => void;
   /** Injected fetch (tests, proxies); default the global one. */
   fetch?: typeof fetch;
   headers?: Record<string, string>;
-  logger?: Logger;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -41,7 +27,7 @@ export async function pullFileHttp(o: PullFileHttpOptions): Promise<void> {
   const window = Math.max(1, o.window ?? 2);
   const timeoutMs = o.timeoutMs ?? 15_000;
   const retries = o.retries ?? 5;
-  const asm = createBlockAssembler({ file: o.file, ledger: o.ledger, sink: o.sink, hashRetries: o.hashRetries ?? 3, fileRetries: o.file.blocks ? 0 : 1, onProgress: o.onProgress });
+  const asm = assemblerFor(o);
   const failures = new Map<number, number>();
 
   const checkAbort = (): void => {

@@ -1,4 +1,4 @@
-export type { ArtifactSource, BlockLedger, BlockSink, PullFileInfo, PullProgress } from './types.js';
+export type { ArtifactSource, BlockLedger, BlockSink, PullCommonOptions, PullFileInfo, PullProgress } from './types.js';
 export { createBlockServer, type BlockServer, type BlockServerOptions, type BlockServerStats } from './server.js';
 export { pullFile, type PullFileOptions } from './client.js';
 export { pullFileHttp, type PullFileHttpOptions } from './http.js';

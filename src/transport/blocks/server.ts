@@ -23,6 +23,11 @@ export interface BlockServerOptions {
   source: ArtifactSource;
   /** Decides from the request topic whether the response topic is the requester's own (allowPullResponse). */
   allowResponseTopic(requestTopic: string, responseTopic: string): boolean;
+  /**
+   * Whether the requester (known by its request topic) may have this artifact, e.g. only what a
+   * job offered to that device; a refusal is answered as not found, so existence does not leak.
+   */
+  authorize?(requestTopic: string, sha256: string): boolean | Promise<boolean>;
   maxBlocksPerRequest?: number;
   /** QoS of block messages (default 1: the broker paces them per subscriber). */
   qos?: 0 | 1;
@@ -80,10 +85,11 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
       });
     });
 
-  async function serve(req: BlockRequest, responseTopic: string, correlationData: Buffer | undefined): Promise<void> {
+  async function serve(requestTopic: string, req: BlockRequest, responseTopic: string, correlationData: Buffer | undefined): Promise<void> {
     if (!checkBlockSize(req.blockSize)) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `block size ${req.blockSize} outside 256 B – 128 KB`);
     if (req.count > maxBlocks) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `${req.count} blocks requested, limit ${maxBlocks}`);
-    const st = await o.source.stat(req.sha256);
+    const allowed = o.authorize ? await o.authorize(requestTopic, req.sha256) : true;
+    const st = allowed ? await o.source.stat(req.sha256) : null;
     if (!st) throw new RequestError('EDGEKT_ERR_NOT_FOUND', `no artifact ${req.sha256}`);
     const total = blockCount(st.size, req.blockSize);
     if (req.index >= total) throw new RequestError('EDGEKT_ERR_MALFORMED', `block ${req.index} beyond the last (${total - 1})`);
@@ -110,7 +116,7 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
     }
     const correlationData = packet.properties?.correlationData;
     try {
-      await serve(parseRequest(payload), responseTopic, correlationData);
+      await serve(topic, parseRequest(payload), responseTopic, correlationData);
     } catch (e) {
       stats.errors++;
       const err = e instanceof RequestError ? e : toEdgektError(e);

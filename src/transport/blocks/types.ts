@@ -1,3 +1,5 @@
+import type { Logger } from 'pino';
+
 /**
  * Which blocks of a file are already safely on disk. The agent's store implements it on SQLite
  * (structurally: keep this exact shape); `mark` must persist durably before it returns, because
@@ -31,6 +33,26 @@ export interface PullFileInfo {
 export interface PullProgress {
   received: number;
   total: number;
+}
+
+/** What both pulls (MQTT and HTTP) take; their defaults differ and are documented on each. */
+export interface PullCommonOptions {
+  file: PullFileInfo;
+  ledger: BlockLedger;
+  sink: BlockSink;
+  /** Requests in flight. */
+  window?: number;
+  /** Blocks per request. */
+  blocksPerRequest?: number;
+  /** A request that delivers nothing for this long is asked again. */
+  timeoutMs?: number;
+  /** Failed attempts one block may suffer before EDGEKT_ERR_TRANSFER. */
+  retries?: number;
+  /** Bad copies of one block tolerated before EDGEKT_ERR_HASH (default 3). */
+  hashRetries?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: PullProgress) => void;
+  logger?: Logger;
 }
 
 /** Where a block server reads artifacts from, keyed by their whole-file sha256. */
