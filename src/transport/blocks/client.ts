@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IPublishPacket, MqttClient } from 'mqtt';
 import pino from 'pino';
 import { EdgektError, toEdgektError } from '../../core/errors.js';
-import { assemblerFor, toRuns, type Run } from './assembler.js';
+import { assemblerFor, type Run } from './assembler.js';
 import { BlockErrorReplySchema, MAX_BLOCKS_PER_REQUEST, PROP_INDEX, PROP_SHA256, knownCode, userProp, type BlockRequest } from './protocol.js';
 import type { PullCommonOptions } from './types.js';
 
@@ -86,9 +86,11 @@ export function pullFile(o: PullFileOptions): Promise<void> {
       for (const f of inflight.values()) for (const i of f.outstanding) busy.add(i);
       queue = queue.filter((i) => asm.isMissing(i) && !busy.has(i));
       while (inflight.size < window && queue.length > 0) {
-        const [run] = toRuns(queue, perRequest);
-        queue = queue.slice(run!.count);
-        send(run!);
+        const index = queue[0]!;
+        let count = 1;
+        while (count < perRequest && queue[count] === index + count) count++;
+        queue = queue.slice(count);
+        send({ index, count });
       }
     };
 
