@@ -10,6 +10,8 @@ import { registerLighten } from './commands/lighten.js';
 import { registerTeacher } from './commands/teacher.js';
 import { registerDistill } from './commands/distill.js';
 import { registerDemo } from './commands/demo.js';
+import { registerKeys } from './commands/keys.js';
+import { registerArtifact } from './commands/artifact.js';
 
 /** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
 const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
@@ -22,6 +24,8 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerTeacher,
   registerDistill,
   registerDemo,
+  registerKeys,
+  registerArtifact,
 ];
 
 export async function main(argv: string[]): Promise<number> {

@@ -19,6 +19,16 @@ export const ERROR_CODES = {
   EDGEKT_ERR_PRUNE_PLAN: 'a pruning plan is inconsistent with the model',
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
+  EDGEKT_ERR_MALFORMED: 'a manifest or protocol message is not JSON or does not match its schema',
+  EDGEKT_ERR_UNSIGNED: 'a manifest envelope carries no signature',
+  EDGEKT_ERR_UNKNOWN_KEY: 'no signature of a manifest is by a trusted key',
+  EDGEKT_ERR_EXPIRED: 'a manifest is past its expiry time',
+  EDGEKT_ERR_REPLAY: 'a manifest version is not newer than the last one accepted for its name',
+  EDGEKT_ERR_WRONG_TARGET: 'a manifest targets other devices or groups',
+  EDGEKT_ERR_HASH: 'a block or file does not match its sha256',
+  EDGEKT_ERR_TOO_LARGE: 'a manifest, artifact or request exceeds a size limit',
+  EDGEKT_ERR_NOT_FOUND: 'a requested artifact is not held by the server asked',
+  EDGEKT_ERR_TRANSFER: 'a block transfer failed for good (retries exhausted, server refused, aborted)',
   EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
   EDGEKT_ERR_CONFIG: 'an agent or coordinator config file is invalid (the message names each field)',
   EDGEKT_ERR_DISK_FULL: 'not enough free disk for an artifact on this device',
@@ -90,6 +100,7 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_ABORTED':
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
+    case 'EDGEKT_ERR_TRANSFER':
       return EXIT.FAILURE;
     default:
       return EXIT.BAD_INPUT;

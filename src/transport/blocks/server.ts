@@ -1,0 +1,145 @@
+import { createHash } from 'node:crypto';
+import type { IPublishPacket, MqttClient } from 'mqtt';
+import pino, { type Logger } from 'pino';
+import { EdgektError, toEdgektError, type ErrorCode } from '../../core/errors.js';
+import { topicMatches } from '../topics.js';
+import {
+  BlockRequestSchema,
+  MAX_BLOCKS_PER_REQUEST,
+  PROP_INDEX,
+  PROP_SHA256,
+  blockCount,
+  blockLength,
+  checkBlockSize,
+  type BlockErrorReply,
+  type BlockRequest,
+} from './protocol.js';
+import type { ArtifactSource } from './types.js';
+
+export interface BlockServerOptions {
+  client: MqttClient;
+  /** Subscription filter, e.g. `filters.sharedPulls()` on a coordinator or `topics.serve(id)` on a device. */
+  requestFilter: string;
+  source: ArtifactSource;
+  /** Decides from the request topic whether the response topic is the requester's own (allowPullResponse). */
+  allowResponseTopic(requestTopic: string, responseTopic: string): boolean;
+  /**
+   * Whether the requester (known by its request topic) may have this artifact, e.g. only what a
+   * job offered to that device; a refusal is answered as not found, so existence does not leak.
+   */
+  authorize?(requestTopic: string, sha256: string): boolean | Promise<boolean>;
+  maxBlocksPerRequest?: number;
+  /** QoS of block messages (default 1: the broker paces them per subscriber). */
+  qos?: 0 | 1;
+  logger?: Logger;
+}
+
+export interface BlockServerStats {
+  requests: number;
+  blocksServed: number;
+  bytesServed: number;
+  /** Requests dropped because their response topic was refused or missing. */
+  refused: number;
+  /** Requests answered with an error reply. */
+  errors: number;
+}
+
+export interface BlockServer {
+  /** Resolves once the request subscription is granted. */
+  ready: Promise<void>;
+  stats(): BlockServerStats;
+  close(): Promise<void>;
+}
+
+class RequestError extends EdgektError {}
+
+function parseRequest(payload: Buffer): BlockRequest {
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new RequestError('EDGEKT_ERR_MALFORMED', 'block request is not JSON');
+  }
+  const r = BlockRequestSchema.safeParse(json);
+  if (!r.success) throw new RequestError('EDGEKT_ERR_MALFORMED', `block request: ${r.error.issues.map((i) => i.message).join('; ')}`);
+  return r.data;
+}
+
+/**
+ * Serves file blocks over MQTT 5 request/response. Every request is answered on its own response
+ * topic with its correlation data: one binary message per block (user properties index and the
+ * block's sha256), or one JSON error reply. A request whose response topic is not the requester's
+ * own is dropped and counted, so a device can never make the server publish elsewhere.
+ */
+export function createBlockServer(o: BlockServerOptions): BlockServer {
+  const log = o.logger ?? pino({ level: 'silent' });
+  const maxBlocks = o.maxBlocksPerRequest ?? MAX_BLOCKS_PER_REQUEST;
+  const qos = o.qos ?? 1;
+  const stats: BlockServerStats = { requests: 0, blocksServed: 0, bytesServed: 0, refused: 0, errors: 0 };
+
+  const publish = (topic: string, payload: Buffer, properties: NonNullable<IPublishPacket['properties']>): Promise<void> =>
+    new Promise((resolve) => {
+      o.client.publish(topic, payload, { qos, properties }, (err) => {
+        if (err) log.debug({ err, topic }, 'block reply not sent');
+        resolve();
+      });
+    });
+
+  async function serve(requestTopic: string, req: BlockRequest, responseTopic: string, correlationData: Buffer | undefined): Promise<void> {
+    if (!checkBlockSize(req.blockSize)) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `block size ${req.blockSize} outside 256 B – 128 KB`);
+    if (req.count > maxBlocks) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `${req.count} blocks requested, limit ${maxBlocks}`);
+    const allowed = o.authorize ? await o.authorize(requestTopic, req.sha256) : true;
+    const st = allowed ? await o.source.stat(req.sha256) : null;
+    if (!st) throw new RequestError('EDGEKT_ERR_NOT_FOUND', `no artifact ${req.sha256}`);
+    const total = blockCount(st.size, req.blockSize);
+    if (req.index >= total) throw new RequestError('EDGEKT_ERR_MALFORMED', `block ${req.index} beyond the last (${total - 1})`);
+    const end = Math.min(total, req.index + req.count);
+    const sends: Promise<void>[] = [];
+    for (let i = req.index; i < end; i++) {
+      const len = blockLength(i, st.size, req.blockSize);
+      const bytes = Buffer.from(await o.source.read(req.sha256, i * req.blockSize, len));
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      stats.blocksServed++;
+      stats.bytesServed += bytes.length;
+      sends.push(publish(responseTopic, bytes, { correlationData, userProperties: { [PROP_INDEX]: String(i), [PROP_SHA256]: sha } }));
+    }
+    await Promise.all(sends);
+  }
+
+  async function onRequest(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
+    stats.requests++;
+    const responseTopic = packet.properties?.responseTopic;
+    if (!responseTopic || !o.allowResponseTopic(topic, responseTopic)) {
+      stats.refused++;
+      log.warn({ topic, responseTopic }, 'block request refused: response topic not allowed');
+      return;
+    }
+    const correlationData = packet.properties?.correlationData;
+    try {
+      await serve(topic, parseRequest(payload), responseTopic, correlationData);
+    } catch (e) {
+      stats.errors++;
+      const err = e instanceof RequestError ? e : toEdgektError(e);
+      const code: ErrorCode = e instanceof RequestError ? err.code : 'EDGEKT_ERR_INTERNAL';
+      log.info({ topic, code, message: err.message }, 'block request failed');
+      const reply: BlockErrorReply = { error: { code, message: err.message } };
+      await publish(responseTopic, Buffer.from(JSON.stringify(reply)), { correlationData, contentType: 'application/json' });
+    }
+  }
+
+  const listener = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
+    if (!topicMatches(o.requestFilter, topic)) return;
+    void onRequest(topic, payload, packet);
+  };
+  o.client.on('message', listener);
+  const ready = o.client.subscribeAsync(o.requestFilter, { qos: 1 }).then(() => undefined);
+
+  return {
+    ready,
+    stats: () => ({ ...stats }),
+    async close() {
+      o.client.removeListener('message', listener);
+      if (o.client.connected) await o.client.unsubscribeAsync(o.requestFilter).catch(() => undefined);
+    },
+  };
+}
