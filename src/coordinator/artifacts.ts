@@ -5,7 +5,8 @@ import { DEFAULT_BLOCK_SIZE, type Manifest, type ManifestFile } from '../config/
 import { EdgektError } from '../core/errors.js';
 import type { CoordinatorStore } from '../store/coordinator/index.js';
 import { canonicalJson } from '../transport/canonical-json.js';
-import { signManifest, type SignedManifest } from '../transport/signing.js';
+import { signManifest } from '../transport/signing.js';
+import type { SignedManifest } from '../config/manifest.js';
 
 export interface TeacherBundle {
   /** sha256 of the canonical file list: what a rollout names. */
