@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { systemClock, type Clock } from '../core/clock.js';
-import { EdgektError } from '../core/errors.js';
 import type { ImageSet } from '../data/types.js';
-import { graphFromModel } from '../model/index.js';
+import { evaluateAccuracy, graphFromModel } from '../model/index.js';
 import { percentile } from './latency.js';
 
 /** The targets for the paper table. */
@@ -34,23 +33,6 @@ export interface PaperTable {
   latencyRatioVsDeployedTeacher?: number;
   targets: typeof PAPER_TARGETS;
   meetsTargets: boolean;
-}
-
-/** Top-1 accuracy in batches (works for logits or softmax outputs). */
-export function accuracyOf(model: tf.LayersModel, set: ImageSet, batchSize = 256): number {
-  if (!set.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'accuracy needs labeled data');
-  const [h, w, c] = set.shape;
-  const per = h * w * c;
-  let correct = 0;
-  for (let s = 0; s < set.count; s += batchSize) {
-    const n = Math.min(batchSize, set.count - s);
-    const pred = tf.tidy(() => {
-      const x = tf.tensor4d(set.x.subarray(s * per, (s + n) * per), [n, h, w, c]);
-      return tf.argMax(model.predict(x) as tf.Tensor, -1).dataSync();
-    });
-    for (let k = 0; k < n; k++) if (pred[k] === set.y[s + k]) correct++;
-  }
-  return correct / set.count;
 }
 
 /**
@@ -98,7 +80,7 @@ export function paperTable(
   const td = all[2];
   const side = (m: tf.LayersModel, times: number[]): PaperSide => {
     const g = graphFromModel(m);
-    return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: percentile(times, 50), latencyP95Ms: percentile(times, 95), accuracy: accuracyOf(m, test) };
+    return { params: g.totalParams, macs: g.totalMacs, latencyP50Ms: percentile(times, 50), latencyP95Ms: percentile(times, 95), accuracy: evaluateAccuracy(m, test) };
   };
   const t = side(teacher, lt);
   const s = side(student, ls);

@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { ModelCost, ResolvedBudgets } from '../config/device-profile.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { applyPlan, buildDependencyGraph, groupImportance, pruneStep, type ImportanceKind, type PrunePlan } from './prune/index.js';
 
 /**
@@ -96,7 +97,7 @@ export interface PruneLoopOptions {
   onIteration?: (record: IterationRecord, model: tf.LayersModel, history: readonly IterationRecord[]) => Promise<void> | void;
   /** Resume: the history so far, the model of its last record and the closest model so far. */
   resume?: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null };
-  clock?: () => number;
+  clock?: Clock;
 }
 
 export interface PruneLoopResult {
@@ -199,7 +200,7 @@ export function nextStepFraction(check: BudgetCheck, step: number): number {
  * and check every budget. Returns the final model if it meets them, else the closest one seen.
  */
 export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): Promise<PruneLoopResult> {
-  const clock = o.clock ?? (() => performance.now());
+  const clock = o.clock ?? systemClock;
   const maxIterations = o.maxIterations ?? 30;
   const history: IterationRecord[] = o.resume ? [...o.resume.history] : [];
   let current = o.resume?.model ?? start;
@@ -224,7 +225,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
     return { ...cost, accuracy: o.evaluate(m) };
   };
   const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
-    const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
+    const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock.hrMs() - t0) / 1000 };
     history.push(full);
     if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance) {
       closestIndex = history.length - 1;
@@ -240,7 +241,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   let stopReason = 'resource budgets hold';
   try {
     if (history.length === 0) {
-      const t0 = clock();
+      const t0 = clock.hrMs();
       last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
     } else last = history[history.length - 1]!;
 
@@ -249,7 +250,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
         stopReason = `stopped after ${maxIterations} iterations`;
         break;
       }
-      const t0 = clock();
+      const t0 = clock.hrMs();
       const tables = o.latencyAware ? await latencyTables(current, o.probe, o) : undefined;
       const cut = async (fraction: number): ReturnType<typeof pruneStep> =>
         pruneStep(current, {
@@ -282,7 +283,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       release(prev);
     }
     if (last.kind !== 'final' && last.check.resourcesMet) {
-      const t0 = clock();
+      const t0 = clock.hrMs();
       await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
       last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, figures: await figuresOf(current) }, t0, current);
     }

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   EDGEKT_ERR_CHECKPOINT: 'a checkpoint is corrupt or belongs to another run',
   EDGEKT_ERR_SIGNATURE: 'a manifest signature does not verify',
   EDGEKT_ERR_WORKER: 'a training worker thread failed, exited or was used after dispose',
+  EDGEKT_ERR_JOB_SPEC: 'a compression job spec is invalid (the message names each bad field)',
+  EDGEKT_ERR_ABORTED: 'a job was cancelled; its checkpoints hold the progress so far',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -64,14 +66,21 @@ export const EXIT = {
 export function exitCodeFor(e: EdgektError): number {
   switch (e.code) {
     case 'EDGEKT_ERR_USAGE':
+    case 'EDGEKT_ERR_JOB_SPEC':
       return EXIT.USAGE;
     case 'EDGEKT_ERR_BUDGET_UNREACHABLE':
       return EXIT.BUDGET_UNREACHABLE;
     case 'EDGEKT_ERR_INTERNAL':
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
+    case 'EDGEKT_ERR_ABORTED':
       return EXIT.FAILURE;
     default:
       return EXIT.BAD_INPUT;
   }
+}
+
+/** Throws EDGEKT_ERR_ABORTED once `signal` is aborted: long jobs call it at their safe points. */
+export function throwIfAborted(signal: AbortSignal | undefined, where: string): void {
+  if (signal?.aborted) throw new EdgektError('EDGEKT_ERR_ABORTED', `aborted ${where}`);
 }

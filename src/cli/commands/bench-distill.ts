@@ -6,7 +6,8 @@ import {
   runDistillBench,
   type DistillMethod,
 } from '../../bench/distill-bench.js';
-import { distill, evaluateAccuracy, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { distill, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { evaluateAccuracy } from '../../model/index.js';
 import { lighten } from '../../compress/lighten/index.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset, splitIndices, subset } from '../../data/index.js';

@@ -124,7 +124,7 @@ export async function distill(
       const sums: EpochSummary['phases'] = {};
       const batches = batchIndices(order, batchSize);
       for (let b = 0; b < batches.length && globalStep < totalSteps; b++) {
-        if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'distillation aborted');
+        if (options.signal?.aborted) throw new EdgektError('EDGEKT_ERR_ABORTED', 'distillation aborted');
         const phase = phaseAt(globalStep);
         const batch = makeBatch(data, batches[b]!);
         let loss: LossParts;
@@ -176,20 +176,6 @@ export function createDistillFineTuner(
 /** Hard-label training (no teacher): the "labels only" baseline and the teacher's own training. */
 export function trainSupervised(model: tf.LayersModel, data: ImageSet, options: Omit<DistillOptions, 'hints' | 'schedule'> = {}): Promise<DistillResult> {
   return distill(null, model, data, { ...options, schedule: 'joint', hints: 'none' });
-}
-
-/** Top-1 accuracy of a classifier on a labeled set, in batches (softmax or logits output both fine). */
-export function evaluateAccuracy(model: tf.LayersModel, data: ImageSet, batchSize = 256): number {
-  if (!data.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'accuracy needs labeled data');
-  let correct = 0;
-  const order = Int32Array.from({ length: data.count }, (_, i) => i);
-  for (const idx of batchIndices(order, batchSize)) {
-    const batch = makeBatch(data, idx);
-    const pred = tf.tidy(() => tf.argMax(model.predict(batch.x) as tf.Tensor, -1).dataSync());
-    tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
-    for (let k = 0; k < idx.length; k++) if (pred[k] === data.y[idx[k]!]) correct++;
-  }
-  return correct / data.count;
 }
 
 type Sums = EpochSummary['phases'];

@@ -5,7 +5,6 @@ export {
   trainSupervised,
   createDistillFineTuner,
   type DistillFineTunerOptions,
-  evaluateAccuracy,
   DISTILL_RUN_DEFAULTS,
   type DistillOptions,
   type DistillProgress,

@@ -1,9 +1,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import { shuffledIndices, subset } from '../../data/index.js';
 import type { ImageSet } from '../../data/types.js';
-import { graphFromModel } from '../../model/index.js';
+import { evaluateAccuracy, graphFromModel } from '../../model/index.js';
 import type { FineTuner } from '../budget.js';
-import { distill, evaluateAccuracy, type DistillOptions, type DistillSchedule } from '../distill/index.js';
+import { distill, type DistillOptions, type DistillSchedule } from '../distill/index.js';
 import { lighten, type LightenOptions } from '../lighten/index.js';
 import type { PipelineStages, StageProgress } from '../pipeline.js';
 import { foldBatchNorm } from './fold-bn.js';
