@@ -11,6 +11,7 @@ import { loadModelFromBuffers, saveModel, WEIGHTS_BIN } from '../src/model/index
 import { initBackend } from '../src/runtime/backend.js';
 import { createDirCheckpointStore } from '../src/store/dir-checkpoint-store.js';
 import { tmpDir, writeIdxPair } from './helpers/data-fixtures.js';
+import { bnTeacher } from './helpers/model-fixtures.js';
 
 /** Deterministic stand-in for the device, so budget decisions repeat exactly. */
 const probe: CostProbe = {
@@ -23,17 +24,6 @@ const probe: CostProbe = {
 let root = '';
 let base: CompressJobSpecInput;
 
-function teacherModel(): tf.LayersModel {
-  const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 8, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal({ seed: 1 }) }));
-  m.add(tf.layers.batchNormalization());
-  m.add(tf.layers.activation({ activation: 'relu' }));
-  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: 2 }) }));
-  m.add(tf.layers.flatten());
-  m.add(tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) }));
-  return m;
-}
 
 async function weightsOf(r: CompressJobResult): Promise<Float32Array[]> {
   const m = (await loadModelFromBuffers(r.student.modelJson, { [WEIGHTS_BIN]: r.student.weights })).model;
@@ -50,7 +40,7 @@ describe('runCompressJob', () => {
     mkdirSync(data);
     writeIdxPair(data, 'train', 64, { h: 8, w: 8, classes: 3 });
     writeIdxPair(data, 't10k', 16, { h: 8, w: 8, classes: 3 });
-    const t = teacherModel();
+    const t = bnTeacher({ size: 8, classes: 3, filters: [8, 32] });
     await saveModel(t, path.join(root, 'teacher'));
     const l = await lighten(t, { widthMultiplier: 1, seed: 5 });
     const kb = (l.student.countParams() * 4) / 1024;

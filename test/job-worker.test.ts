@@ -8,24 +8,8 @@ import { runCompressJobInWorker, type LogLine } from '../src/jobs/index.js';
 import { loadModelFromBuffers, saveModel, WEIGHTS_BIN } from '../src/model/index.js';
 import { initBackend } from '../src/runtime/backend.js';
 import { tmpDir, writeIdxPair } from './helpers/data-fixtures.js';
+import { bnTeacher } from './helpers/model-fixtures.js';
 
-/** VGG-like teacher with BN after bias-free convs (a conv with bias and a fused ReLU trips a wasm FusedConv2D bias bug once pruned). */
-function teacherModel(): tf.LayersModel {
-  const init = (k: number) => tf.initializers.heNormal({ seed: k });
-  const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [16, 16, 1], filters: 16, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(1) }));
-  m.add(tf.layers.batchNormalization());
-  m.add(tf.layers.activation({ activation: 'relu' }));
-  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: init(2) }));
-  m.add(tf.layers.batchNormalization());
-  m.add(tf.layers.activation({ activation: 'relu' }));
-  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tf.layers.flatten());
-  m.add(tf.layers.dense({ units: 64, activation: 'relu', kernelInitializer: init(3) }));
-  m.add(tf.layers.dense({ units: 10, kernelInitializer: init(4) }));
-  return m;
-}
 
 let root = '';
 let spec: CompressJobSpecInput;
@@ -38,7 +22,7 @@ describe('runCompressJobInWorker', () => {
     mkdirSync(data);
     writeIdxPair(data, 'train', 256, { h: 16, w: 16, classes: 10 });
     writeIdxPair(data, 't10k', 40, { h: 16, w: 16, classes: 10 });
-    const t = teacherModel();
+    const t = bnTeacher({ size: 16, classes: 10, filters: [16, 32], hidden: 64 });
     await saveModel(t, path.join(root, 'teacher'));
     t.dispose();
     spec = {
