@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { z } from 'zod';
+import { systemClock, type Clock } from '../core/clock.js';
 import { EdgektError } from '../core/errors.js';
 import { loadDataset } from '../data/index.js';
 import { evaluateAccuracy, graphFromModel, saveModel } from '../model/index.js';
@@ -62,6 +63,7 @@ export interface EnsureTeacherOptions {
   /** Training progress, for a bar or log lines drawn by the caller. */
   onProgress?: (p: DistillProgress) => void;
   logger?: Logger;
+  clock?: Clock;
 }
 
 /** Returns the cached reference teacher for (data, seed), training and caching it first when absent. */
@@ -83,7 +85,7 @@ export async function ensureTeacher(o: EnsureTeacherOptions): Promise<{ dir: str
     const meta: TeacherMeta = {
       data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize, trainSamples: data.train.count, testSamples: data.test.count,
       testAccuracy: evaluateAccuracy(model, data.test), params: graph.totalParams, macs: graph.totalMacs, trainSeconds: r.seconds,
-      backend: o.backend, createdAt: new Date().toISOString(),
+      backend: o.backend, createdAt: new Date((o.clock ?? systemClock).now()).toISOString(),
     };
     await writeFile(path.join(o.dir, TEACHER_META), JSON.stringify(meta, null, 2) + '\n');
     log.info({ dir: o.dir, testAccuracy: meta.testAccuracy, trainSeconds: meta.trainSeconds }, 'teacher trained');
