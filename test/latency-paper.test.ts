@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { interleavedTrials } from '../src/bench/latency.js';
-import { accuracyOf, paperMarkdown, paperTable } from '../src/bench/paper-bench.js';
+import { evaluateAccuracy } from '../src/model/index.js';
+import { paperMarkdown, paperTable } from '../src/bench/paper-bench.js';
 import type { ImageSet } from '../src/data/types.js';
 import { initBackend } from '../src/runtime/backend.js';
 
@@ -23,7 +24,7 @@ describe('paper bench table', () => {
     const m = tf.sequential();
     m.add(tf.layers.flatten({ inputShape: [1, 1, 2] }));
     const set: ImageSet = { x: new Float32Array([1, 0, 0, 1, 1, 0, 0, 1]), y: new Int32Array([0, 1, 1, 1]), count: 4, shape: [1, 1, 2], numClasses: 2, classNames: ['a', 'b'] };
-    expect(accuracyOf(m, set, 3)).toBeCloseTo(0.75);
+    expect(evaluateAccuracy(m, set, 3)).toBeCloseTo(0.75);
   });
 
   it('ratios follow the measured figures; nothing leaks', () => {

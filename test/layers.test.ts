@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 // DESIGN.md "Layout and layering": a module imports only from lower ranks; same-rank folders never import each other.
 const RANK: Record<string, number> = {
   core: 0, config: 1, runtime: 2, data: 2, store: 2, transport: 2, model: 3,
-  compress: 4, bench: 4, federated: 4, agent: 5, coordinator: 5, cli: 6,
+  compress: 4, bench: 4, federated: 4, jobs: 4.5, agent: 5, coordinator: 5, cli: 6,
 };
 
 const SRC = path.resolve(__dirname, '..', 'src');

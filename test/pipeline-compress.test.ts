@@ -4,7 +4,9 @@ import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCliContext } from '../src/cli/context.js';
-import { progressLines, runCompressCommand, type CompressCliOptions } from '../src/cli/commands/compress.js';
+import { progressLines, runCompressCommand } from '../src/cli/commands/compress.js';
+import type { PipelineEvent } from '../src/compress/pipeline.js';
+import type { CompressJobSpecInput } from '../src/config/job-spec.js';
 import { lighten } from '../src/compress/lighten/index.js';
 import type { CompressReport } from '../src/compress/report/index.js';
 import { main } from '../src/cli/main.js';
@@ -42,9 +44,10 @@ function profileFile(name: string, budgets: Record<string, unknown>): string {
   return file;
 }
 
-function options(profile: string, out: string, extra: Partial<CompressCliOptions> = {}): CompressCliOptions {
+type Spec = CompressJobSpecInput & { out: string };
+function options(profile: string, out: string, extra: Partial<Spec> = {}): Spec {
   return {
-    teacher: teacherDir, data: dataSpec, profile, out, json: true, seed: 3, width: 1, distillEpochs: 1, finalEpochs: 1,
+    teacher: teacherDir, data: dataSpec, profile, out, seed: 3, width: 1, distillEpochs: 1, finalEpochs: 1,
     briefSamples: 24, batchSize: 16, step: 0.25, maxIterations: 6, importance: 'l1', minChannels: 2, roundTo: 2, runs: 2, ...extra,
   };
 }
@@ -99,20 +102,23 @@ describe('edgekt compress pipeline', () => {
     const profile = profileFile('p-resume', { modelSizeKB: 0.5 * studentKB });
     const full = (await runCompressCommand(ctx(), options(profile, path.join(root, 'out-full')))).report;
     const out = path.join(root, 'out-killed');
+    const kill = new AbortController();
     await expect(
       runCompressCommand(ctx(), options(profile, out), {
-        afterCheckpoint: (stage) => {
-          if (stage === 'prune-001') throw new Error('killed');
+        signal: kill.signal,
+        onEvent: (e) => {
+          if (e.type === 'iteration' && e.record.iteration === 1) kill.abort();
         },
       }),
-    ).rejects.toThrow('killed');
+    ).rejects.toMatchObject({ code: 'EDGEKT_ERR_ABORTED' });
     expect(existsSync(path.join(out, 'checkpoints', 'prune-001', 'meta.json'))).toBe(true);
+    expect(existsSync(path.join(out, 'checkpoints', 'prune-002'))).toBe(false);
     expect(existsSync(path.join(out, 'student'))).toBe(false);
-    const seen: string[] = [];
-    const resumed = (await runCompressCommand(ctx(), options(profile, out, { resume: true }), { afterCheckpoint: (s) => void seen.push(s) })).report;
-    expect(seen).not.toContain('lighten');
-    expect(seen).not.toContain('distill');
-    expect(seen).not.toContain('prune-001');
+    const seen: PipelineEvent[] = [];
+    const resumed = (await runCompressCommand(ctx(), options(profile, out, { resume: true }), { onEvent: (e) => void seen.push(e) })).report;
+    const done = seen.filter((e) => e.type === 'stage-done');
+    expect(done.filter((e) => e.resumed).map((e) => e.stage)).toEqual(['teacher', 'lighten', 'distill']);
+    expect(seen.filter((e) => e.type === 'iteration').map((e) => e.record.iteration)[0]).toBe(2);
     const shape = (r: CompressReport) => r.history.map((h) => [h.kind, h.figures.params, h.figures.accuracy, JSON.stringify(h.plan)]);
     expect(shape(resumed)).toEqual(shape(full));
     expect(resumed.student.params).toBe(full.student.params);

@@ -9,7 +9,7 @@ import {
   rankProfiles,
   resolveBudgets,
 } from '../src/config/device-profile.js';
-import { loadAllProfiles, loadProfile } from '../src/cli/commands/profile.js';
+import { loadAllProfiles, loadProfile } from '../src/config/profile-files.js';
 import { main } from '../src/cli/main.js';
 import { codeOf } from './helpers/errors.js';
 

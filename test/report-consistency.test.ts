@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { budgetUnreachable, runCompress, type CheckpointStore, type PipelineStages } from '../src/compress/pipeline.js';
+import { budgetUnreachable, runCompress, type PipelineStages } from '../src/compress/pipeline.js';
+import type { CheckpointStore } from '../src/store/checkpoint-store.js';
 import { renderMarkdown, verdictOf, type CompressReport } from '../src/compress/report/index.js';
 import { parseDeviceProfile } from '../src/config/device-profile.js';
 import type { DatasetSplits, ImageSet } from '../src/data/types.js';
@@ -12,8 +13,14 @@ const net = (c2: number): tf.LayersModel => twoConvNet(c2, 3);
 const images = (count: number): ImageSet => ({ x: new Float32Array(count * 64), y: new Int32Array(count), count, shape: [8, 8, 1], numClasses: 3, classNames: ['a', 'b', 'c'] });
 
 function memoryStore(): CheckpointStore {
-  const m = new Map<string, unknown>();
-  return { load: async (s) => (m.has(s) ? { model: null, meta: m.get(s) } : null), save: async (s, _model, meta) => void m.set(s, JSON.parse(JSON.stringify(meta))) };
+  const m = new Map<string, { meta: unknown; model: { modelJson: string; weights: Uint8Array } | null }>();
+  return {
+    load: async (s) => m.get(s) ?? null,
+    save: async (s, c) => void m.set(s, { meta: JSON.parse(JSON.stringify(c.meta)), model: c.model }),
+    remove: async (s) => void m.delete(s),
+    list: async () => [...m.keys()].sort(),
+    clear: async () => m.clear(),
+  };
 }
 
 /**

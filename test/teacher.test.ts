@@ -45,3 +45,26 @@ describe('reference teacher', () => {
     s.dispose();
   });
 });
+
+describe('teacher cache', () => {
+  it('trains once with progress, then reuses the cache; a corrupt record is EDGEKT_ERR_CHECKPOINT', async () => {
+    const { ensureTeacher, readTeacherMeta, TEACHER_META } = await import('../src/compress/teacher-cache.js');
+    const { initBackend } = await import('../src/runtime/backend.js');
+    await initBackend('wasm'); // the 878 k-parameter teacher trains far faster than on the pure-JS cpu backend
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const dir = path.join(mkdtempSync(path.join(tmpdir(), 'edgekt-teacher-')), 't');
+    let steps = 0;
+    const o = { dir, data: 'mnist', seed: 0, epochs: 1, batchSize: 32, limit: 40, backend: 'wasm', clock: { now: () => Date.UTC(2024, 0, 2), hrMs: () => 0 } };
+    const first = await ensureTeacher({ ...o, onProgress: () => void steps++ });
+    expect(first.cached).toBe(false);
+    expect(steps).toBeGreaterThan(0);
+    expect(first.meta.createdAt).toBe('2024-01-02T00:00:00.000Z');
+    expect(first.meta.params).toBe(buildReferenceTeacher().countParams());
+    const again = await ensureTeacher({ ...o, onProgress: () => void steps++ });
+    expect(again).toMatchObject({ cached: true, meta: first.meta });
+    writeFileSync(path.join(dir, TEACHER_META), JSON.stringify({ ...first.meta, testAccuracy: 'high' }));
+    await expect(readTeacherMeta(dir)).rejects.toMatchObject({ code: 'EDGEKT_ERR_CHECKPOINT' });
+  }, 120_000);
+});

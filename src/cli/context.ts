@@ -1,4 +1,5 @@
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
+import pino, { type Logger } from 'pino';
 import { EdgektError, exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
 import { initBackend, parseBackendChoice, type BackendInfo } from '../runtime/backend.js';
 
@@ -8,11 +9,14 @@ export interface CliContext {
   err: (line: string) => void;
   /** Initialises the backend chosen by --backend / EDGEKT_BACKEND (cached after the first call). */
   backend: () => Promise<BackendInfo>;
+  /** The pino logger when --log-json is given (JSON lines on stderr replace the human lines), else null. */
+  logger: () => Logger | null;
   exitCode: number;
 }
 
 export function createCliContext(program: Command, env: NodeJS.ProcessEnv): CliContext {
   let info: Promise<BackendInfo> | undefined;
+  let logger: Logger | undefined;
   const ctx: CliContext = {
     out: (line) => process.stdout.write(line + '\n'),
     err: (line) => process.stderr.write(line + '\n'),
@@ -20,6 +24,11 @@ export function createCliContext(program: Command, env: NodeJS.ProcessEnv): CliC
       const opt = program.opts<{ backend?: string }>().backend;
       info ??= initBackend(parseBackendChoice(opt ?? (env.EDGEKT_BACKEND || 'auto')));
       return info;
+    },
+    logger: () => {
+      if (!program.opts<{ logJson?: boolean }>().logJson) return null;
+      logger ??= pino({ level: env.EDGEKT_LOG_LEVEL || 'info' }, pino.destination({ dest: 2, sync: true }));
+      return logger;
     },
     exitCode: EXIT.OK,
   };

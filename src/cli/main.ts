@@ -34,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     .description('Compress CNNs on the device: lighten, multi-level knowledge transfer, global iterative pruning')
     .version('0.1.0')
     .option('--backend <name>', 'tfjs backend: auto | tensorflow | wasm | cpu (env EDGEKT_BACKEND)')
+    .option('--log-json', 'log progress as pino JSON lines on stderr instead of bars and text lines (level: env EDGEKT_LOG_LEVEL)')
     .showHelpAfterError()
     .exitOverride();
   const ctx = createCliContext(program, process.env);

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { ResolvedBudgets } from '../config/device-profile.js';
 import type { ModelCost, PairedCost } from '../config/measurement.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { latencyLimitOf, measureForDecision, type LatencyDecision, type SideBySide } from './latency-check.js';
 import { costPerChannelFrom, latencyTables, type LatencyTable } from './latency-tables.js';
 import { pruneStep, type ImportanceKind, type PrunePlan } from './prune/index.js';
@@ -136,7 +137,7 @@ export interface PruneLoopOptions {
   onIteration?: (record: IterationRecord, model: tf.LayersModel, history: readonly IterationRecord[]) => Promise<void> | void;
   /** Resume: the history so far, the model of its last record and the closest model so far. */
   resume?: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null };
-  clock?: () => number;
+  clock?: Clock;
 }
 
 export interface PruneLoopResult {
@@ -184,7 +185,7 @@ export function closestIndexOf(history: readonly IterationRecord[]): number {
  * and check every budget. Returns the final model if it meets them, else the closest one seen.
  */
 export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): Promise<PruneLoopResult> {
-  const clock = o.clock ?? (() => performance.now());
+  const clock = o.clock ?? systemClock;
   const maxIterations = o.maxIterations ?? 30;
   const history: IterationRecord[] = o.resume ? [...o.resume.history] : [];
   let current = o.resume?.model ?? start;
@@ -207,7 +208,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
     return { figures, ...(r.latencyDecision ? { latencyDecision: r.latencyDecision } : {}) };
   };
   const record = async (r: Omit<IterationRecord, 'check' | 'seconds'>, t0: number, m: tf.LayersModel): Promise<IterationRecord> => {
-    const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock() - t0) / 1000 };
+    const full: IterationRecord = { ...r, check: checkBudgets(r.figures, o.budgets), seconds: (clock.hrMs() - t0) / 1000 };
     history.push(full);
     if (closestIndex < 0 || full.check.distance < history[closestIndex]!.check.distance || closest === m) {
       closestIndex = history.length - 1;
@@ -223,7 +224,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
   let stopReason = 'resource budgets hold';
   try {
     if (history.length === 0) {
-      const t0 = clock();
+      const t0 = clock.hrMs();
       last = await record({ iteration: 0, kind: 'start', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
     } else last = history[history.length - 1]!;
 
@@ -232,7 +233,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
         stopReason = `stopped after ${maxIterations} iterations`;
         break;
       }
-      const t0 = clock();
+      const t0 = clock.hrMs();
       const tables = o.latencyAware ? await latencyTables(current, o.probe, o) : undefined;
       const cut = async (fraction: number): ReturnType<typeof pruneStep> =>
         pruneStep(current, {
@@ -265,7 +266,7 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       release(prev);
     }
     if (last.kind !== 'final' && last.check.resourcesMet) {
-      const t0 = clock();
+      const t0 = clock.hrMs();
       await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
       last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
     }

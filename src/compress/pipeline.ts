@@ -1,20 +1,14 @@
 import type * as tf from '@tensorflow/tfjs';
-import { resolveBudgets, type DeviceProfile, type ReferenceFigures, type ResolvedBudgets } from '../config/device-profile.js';
-import { EdgektError } from '../core/errors.js';
+import { resolveBudgets, type DeviceProfile, type ReferenceFigures } from '../config/device-profile.js';
+import { systemClock, type Clock } from '../core/clock.js';
+import { EdgektError, throwIfAborted } from '../core/errors.js';
 import { adaptImages } from '../data/index.js';
 import type { DatasetSplits, ImageSet } from '../data/types.js';
+import type { CheckpointStore } from '../store/checkpoint-store.js';
 import { closestIndexOf, deployedProbe, runPruneLoop, type CostProbe, type Figures, type FineTuner, type IterationRecord } from './budget.js';
+import { loadStage, PruneMetaSchema, saveStage, StageMetaSchema, TeacherStageSchema, type PruneMeta, type StageMeta, type TeacherStageMeta } from './pipeline/checkpoint-meta.js';
 import type { ImportanceKind } from './prune/index.js';
 import { buildReport, type CompressReport, type StageSummary } from './report/index.js';
-
-/**
- * Where stage results live between runs. The CLI writes directories, the agent its job store;
- * the pipeline only asks for stage names. `load` returns null for a stage that never completed.
- */
-export interface CheckpointStore {
-  load(stage: string): Promise<{ model: tf.LayersModel | null; meta: unknown } | null>;
-  save(stage: string, model: tf.LayersModel | null, meta: unknown): Promise<void>;
-}
 
 export interface StageProgress {
   stage: string;
@@ -61,6 +55,7 @@ export interface CompressOptions {
   data: DatasetSplits;
   profile: DeviceProfile;
   probe: CostProbe;
+  /** Stage results on model bytes; a resumed run reads them back. */
   store: CheckpointStore;
   stages: PipelineStages;
   backend: string;
@@ -69,30 +64,18 @@ export interface CompressOptions {
   /** Samples of the evaluation split used inside the loop (all by default). */
   evalLimit?: number;
   onEvent?: (e: PipelineEvent) => void;
-  /** Called after each checkpoint; throwing here simulates a killed run (tests). */
-  afterCheckpoint?: (stage: string) => Promise<void> | void;
-  clock?: () => number;
+  /**
+   * Cancels at the next safe point (a stage boundary, after a whole checkpoint, before a
+   * measurement; the stages check it between training steps) with EDGEKT_ERR_ABORTED.
+   */
+  signal?: AbortSignal;
+  clock?: Clock;
 }
 
 export interface CompressResult {
   /** The student written by the caller (met: the final model; otherwise the closest). */
   student: tf.LayersModel;
   report: CompressReport;
-}
-
-interface TeacherMeta {
-  figures: Figures & { macs?: number };
-  budgets: ResolvedBudgets;
-}
-
-interface StageMeta {
-  seconds: number;
-  params: number;
-}
-
-interface PruneMeta {
-  record: IterationRecord;
-  history: IterationRecord[];
 }
 
 const pruneStage = (i: number): string => `prune-${String(i).padStart(3, '0')}`;
@@ -105,29 +88,31 @@ function firstN(set: ImageSet, n: number | undefined): ImageSet {
 
 /**
  * lighten → distill → prune until the device budgets hold, each stage checkpointed in the store so
- * a killed run resumes where it stopped. Throws EDGEKT_ERR_BUDGET_UNREACHABLE (after the closest
- * model and its report are checkpointed as 'done') when no model meets every budget.
+ * a killed or aborted run resumes where it stopped. When no model meets every budget the result
+ * holds the closest one and `report.met` is false: a verdict, not an error.
  */
 export async function runCompress(o: CompressOptions): Promise<CompressResult> {
-  const clock = o.clock ?? (() => performance.now());
+  const clock = o.clock ?? systemClock;
   const emit = o.onEvent ?? (() => {});
+  const safePoint = (where: string): void => throwIfAborted(o.signal, where);
   const shape = o.teacher.inputs[0]!.shape.slice(1) as [number, number, number];
   const train = adaptImages(o.data.train, shape);
   const evalSet = firstN(adaptImages(o.data.validation ?? o.data.test, shape), o.evalLimit);
   const test = adaptImages(o.data.test, shape);
   const stages: StageSummary[] = [];
   const owned: tf.LayersModel[] = [];
+  // Only whole saves: an abort is honoured after a checkpoint is written, never during one.
   const checkpoint = async (stage: string, model: tf.LayersModel | null, meta: unknown): Promise<void> => {
-    await o.store.save(stage, model, meta);
-    await o.afterCheckpoint?.(stage);
+    await saveStage(o.store, stage, model, meta);
+    safePoint(`after checkpoint ${stage}`);
   };
-  const cached = async (stage: string): Promise<{ model: tf.LayersModel | null; meta: unknown } | null> => (o.resume ? o.store.load(stage) : null);
 
   try {
     // 1. Teacher figures on this device, robust (median of several trials): relative budgets resolve
     // against them; the loop then checks relative latency against the teacher of each same run.
     emit({ type: 'stage-start', stage: 'teacher' });
-    let t = (await cached('teacher'))?.meta as TeacherMeta | undefined;
+    safePoint('before the teacher stage');
+    let t: TeacherStageMeta | undefined = o.resume ? (await loadStage(o.store, 'teacher', TeacherStageSchema))?.meta : undefined;
     const resumedTeacher = t !== undefined;
     if (!t) {
       const cost = await o.probe.measure(o.teacher);
@@ -142,23 +127,24 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
     let student: tf.LayersModel | null = null;
     for (const stage of ['lighten', 'distill'] as const) {
       emit({ type: 'stage-start', stage });
-      const hit = await cached(stage);
+      safePoint(`before the ${stage} stage`);
+      const hit = o.resume ? await loadStage(o.store, stage, StageMetaSchema) : null;
       if (hit?.model) {
         if (student) student.dispose();
         student = hit.model;
         owned.push(student);
-        stages.push({ name: stage, ...(hit.meta as StageMeta) });
+        stages.push({ name: stage, seconds: hit.meta.seconds, params: hit.meta.params });
         emit({ type: 'stage-done', stage, resumed: true });
         continue;
       }
-      const t0 = clock();
+      const t0 = clock.hrMs();
       if (stage === 'lighten') {
         student = await o.stages.lighten(o.teacher);
         owned.push(student);
       } else {
         await o.stages.distill(o.teacher, student!, train, (progress) => emit({ type: 'progress', progress }));
       }
-      const meta: StageMeta = { seconds: (clock() - t0) / 1000, params: student!.countParams() };
+      const meta: StageMeta = { seconds: (clock.hrMs() - t0) / 1000, params: student!.countParams() };
       stages.push({ name: stage, ...meta });
       await checkpoint(stage, student, meta);
       emit({ type: 'stage-done', stage, resumed: false });
@@ -166,26 +152,38 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
 
     // 4. Prune until the budgets hold.
     emit({ type: 'stage-start', stage: 'prune' });
+    safePoint('before the prune stage');
     let resume: { history: IterationRecord[]; model: tf.LayersModel; closest: tf.LayersModel | null } | undefined;
     if (o.resume) {
       let last: { model: tf.LayersModel; meta: PruneMeta } | null = null;
       for (let i = 0; ; i++) {
-        const hit = await o.store.load(pruneStage(i));
+        const hit = await loadStage(o.store, pruneStage(i), PruneMetaSchema);
         if (!hit?.model) break;
         last?.model.dispose();
-        last = { model: hit.model, meta: hit.meta as PruneMeta };
+        last = { model: hit.model, meta: hit.meta };
       }
       if (last) {
         const h = last.meta.history;
         const ci = closestIndexOf(h);
-        const closest = ci === h.length - 1 ? last.model : ((await o.store.load(pruneStage(h[ci]!.iteration)))?.model ?? null);
+        const closest = ci === h.length - 1 ? last.model : ((await loadStage(o.store, pruneStage(h[ci]!.iteration), PruneMetaSchema))?.model ?? null);
         resume = { history: h, model: last.model, closest };
       }
     }
     const p = o.prune ?? {};
-    const t0 = clock();
+    const t0 = clock.hrMs();
     const deploy = o.stages.deploy?.bind(o.stages);
-    const probe: CostProbe = deploy ? deployedProbe(o.probe, deploy) : o.probe;
+    const measuring: CostProbe = deploy ? deployedProbe(o.probe, deploy) : o.probe;
+    // Every measurement is a safe point: an abort lands between measurements, never inside one.
+    const probe: CostProbe = {
+      measure: async (m) => {
+        safePoint('before a measurement');
+        return measuring.measure(m);
+      },
+      compare: async (candidate, reference) => {
+        safePoint('before a measurement');
+        return measuring.compare(candidate, reference);
+      },
+    };
     const loop = await runPruneLoop(student!, {
       budgets: t.budgets,
       probe,
@@ -207,9 +205,10 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
       },
     });
     owned.push(loop.model);
+    safePoint('after the prune stage');
     const final = deploy ? await deploy(loop.model) : loop.model;
     owned.push(final);
-    stages.push({ name: 'prune', seconds: (clock() - t0) / 1000, params: final.countParams() });
+    stages.push({ name: 'prune', seconds: (clock.hrMs() - t0) / 1000, params: final.countParams() });
     emit({ type: 'stage-done', stage: 'prune', resumed: false });
 
     // 5. The report: the student row, budget table and verdict all come from the saved model's
@@ -244,12 +243,17 @@ function safeDispose(m: tf.LayersModel): void {
   }
 }
 
-/** The error the CLI and the agent raise after saving the closest model. */
+/** The budgets the saved (closest) model misses, from the report's own budget table. */
+function unmetBudgets(report: CompressReport): Array<{ budget: string; limit: number; value: number }> {
+  return report.budgetTable.filter((r) => !r.met).map((r) => ({ budget: r.budget, limit: r.limit, value: r.value ?? 0 }));
+}
+
+/** One line saying which budgets the closest model still misses (CLI and agent reports). */
+export function unmetSummary(report: CompressReport): string {
+  return `no model met every budget (${report.stopReason}); closest model misses ${unmetBudgets(report).map((x) => `${x.budget} ${x.value.toFixed(3)} > ${x.limit.toFixed(3)}`).join(', ')}`;
+}
+
+/** The same as an error, for callers that refuse a closest model (its details list the misses). */
 export function budgetUnreachable(report: CompressReport, dir?: string): EdgektError {
-  const v = report.budgetTable.filter((r) => !r.met).map((r) => ({ budget: r.budget, limit: r.limit, value: r.value ?? 0 }));
-  return new EdgektError(
-    'EDGEKT_ERR_BUDGET_UNREACHABLE',
-    `no model met every budget (${report.stopReason}); closest model misses ${v.map((x) => `${x.budget} ${x.value.toFixed(3)} > ${x.limit.toFixed(3)}`).join(', ')}`,
-    { closest: dir ?? null, violations: v },
-  );
+  return new EdgektError('EDGEKT_ERR_BUDGET_UNREACHABLE', unmetSummary(report), { closest: dir ?? null, violations: unmetBudgets(report) });
 }

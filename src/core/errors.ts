@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   EDGEKT_ERR_MANIFEST_VERSION: 'a manifest version is not newer than the last accepted one for its artifact (replay or downgrade)',
   EDGEKT_ERR_STORE: 'the local store is unusable or inconsistent (schema newer than this build, a row failing its schema, a ledger size mismatch)',
   EDGEKT_ERR_PUBLISH_TIMEOUT: 'an outbox message was not acknowledged by the broker in time',
+  EDGEKT_ERR_JOB_SPEC: 'a compression job spec is invalid (the message names each bad field)',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 
@@ -92,6 +93,7 @@ export const EXIT = {
 export function exitCodeFor(e: EdgektError): number {
   switch (e.code) {
     case 'EDGEKT_ERR_USAGE':
+    case 'EDGEKT_ERR_JOB_SPEC':
       return EXIT.USAGE;
     case 'EDGEKT_ERR_BUDGET_UNREACHABLE':
       return EXIT.BUDGET_UNREACHABLE;
@@ -100,8 +102,14 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
     case 'EDGEKT_ERR_TRANSFER':
+    case 'EDGEKT_ERR_ABORTED':
       return EXIT.FAILURE;
     default:
       return EXIT.BAD_INPUT;
   }
+}
+
+/** Throws EDGEKT_ERR_ABORTED once `signal` is aborted: long jobs call it at their safe points. */
+export function throwIfAborted(signal: AbortSignal | undefined, where: string): void {
+  if (signal?.aborted) throw new EdgektError('EDGEKT_ERR_ABORTED', `aborted ${where}`);
 }

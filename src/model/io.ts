@@ -196,7 +196,11 @@ export interface SavedModelInfo {
 
 /** Writes model.json + weights.bin into `dir` (created), each via a temp file and rename. */
 export async function saveModel(model: tf.LayersModel, dir: string): Promise<SavedModelInfo> {
-  const s = await serializeModel(model);
+  return writeModelBytes(await serializeModel(model), dir);
+}
+
+/** Writes serialized model bytes as a tfjs model directory (what saveModel writes). */
+export async function writeModelBytes(s: SerializedModel, dir: string): Promise<SavedModelInfo> {
   await mkdir(dir, { recursive: true });
   const tmpW = path.join(dir, `.${WEIGHTS_BIN}.${process.pid}.tmp`);
   const tmpJ = path.join(dir, `.${MODEL_JSON}.${process.pid}.tmp`);

@@ -46,3 +46,23 @@ export function residualTeacher(opts: { size?: number; classes?: number; seed?: 
   const out = tf.layers.softmax({ name: 'probs' }).apply(x) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: out, name: 'res_teacher' });
 }
+
+/**
+ * Small VGG-like teacher of bias-free convs, each followed by BN + ReLU + max-pool, then Flatten,
+ * an optional hidden Dense and logits. (A conv with bias and a fused ReLU trips a wasm FusedConv2D
+ * bias bug once pruned, so job tests on wasm use this one.)
+ */
+export function bnTeacher(opts: { size: number; classes: number; filters: number[]; hidden?: number; seed?: number }): tf.Sequential {
+  const seed = opts.seed ?? 1;
+  const m = tf.sequential();
+  opts.filters.forEach((filters, i) => {
+    m.add(tf.layers.conv2d({ ...(i === 0 ? { inputShape: [opts.size, opts.size, 1] } : {}), filters, kernelSize: 3, padding: 'same', useBias: false, kernelInitializer: tf.initializers.heNormal({ seed: seed + i }) }));
+    m.add(tf.layers.batchNormalization());
+    m.add(tf.layers.activation({ activation: 'relu' }));
+    m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  });
+  m.add(tf.layers.flatten());
+  if (opts.hidden) m.add(tf.layers.dense({ units: opts.hidden, activation: 'relu', kernelInitializer: tf.initializers.heNormal({ seed: seed + 10 }) }));
+  m.add(tf.layers.dense({ units: opts.classes, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 11 }) }));
+  return m;
+}

@@ -6,13 +6,14 @@ import {
   runDistillBench,
   type DistillMethod,
 } from '../../bench/distill-bench.js';
-import { distill, evaluateAccuracy, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { distill, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { evaluateAccuracy } from '../../model/index.js';
 import { lighten } from '../../compress/lighten/index.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset, splitIndices, subset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
-import { ensureTeacher } from './teacher.js';
+import { ensureCachedTeacher } from './teacher.js';
 
 interface BenchDistillCliOptions {
   data: string;
@@ -79,7 +80,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
 
         const started = performance.now();
         const info = await ctx.backend();
-        const t = await ensureTeacher(ctx, { data: opts.data, seed: 0, epochs: teacherEpochs, batchSize: 64 });
+        const t = await ensureCachedTeacher(ctx, { data: opts.data, seed: 0, epochs: teacherEpochs, batchSize: 64 });
         const data = await loadDataset(opts.data, { seed: 0 });
         const pick = stratified(data.train.y, data.train.count, trainLimit);
         const train = trainLimit >= data.train.count ? data.train : subset(data.train, pick!);

@@ -3,13 +3,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
+import { unmetSummary } from '../../compress/pipeline.js';
 import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
 import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
-import { runCompressCommand, type CompressCliOptions } from './compress.js';
+import { runCompressCommand } from './compress.js';
 import { cacheRoot, teacherDir } from './teacher.js';
 
 interface PaperOptions {
@@ -70,21 +71,14 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
           runtime: { backend: 'auto', threads: 1 },
           training: { batchSize: 64, maxRssMB: 4000, maxTemperatureC: 95 },
         }, null, 2));
-        const copts: CompressCliOptions = {
-          teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: o.resume, json: true, evalLimit: o.evalLimit,
-          seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
-          schedule: o.schedule, temperature: o.temperature,
-          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
-        };
         const started = performance.now();
-        let met = true;
-        try {
-          await runCompressCommand(ctx, copts);
-        } catch (e) {
-          if (!(e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE')) throw e;
-          met = false;
-          ctx.err(`edgekt: ${e.message}; reporting the closest student`);
-        }
+        const { met, report } = await runCompressCommand(ctx, {
+          teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
+          seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
+          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
+        });
+        if (!met) ctx.err(`edgekt: ${unmetSummary(report)}; reporting the closest student`);
         const minutes = (performance.now() - started) / 60000;
         const info = await ctx.backend();
         const data = await loadDataset('fashion-mnist', { seed: o.seed });

@@ -1,58 +1,35 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { createLatencyProbe } from '../../bench/latency.js';
-import { budgetUnreachable, runCompress, type PipelineEvent, type PipelineStages, type PruneSettings } from '../../compress/pipeline.js';
-import { defaultStages, PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
-import type { DistillSchedule } from '../../compress/distill/index.js';
-import { renderChartSvg, renderMarkdown, type CompressReport } from '../../compress/report/index.js';
-import { IMPORTANCE_KINDS, type ImportanceKind } from '../../compress/prune/index.js';
-import { EdgektError, EXIT } from '../../core/errors.js';
-import { loadDataset, shuffledIndices, subset } from '../../data/index.js';
-import { loadModel, saveModel } from '../../model/index.js';
+import type { CostProbe } from '../../compress/budget.js';
+import { runCompressJob } from '../../compress/job/index.js';
+import { unmetSummary, type PipelineEvent, type PipelineStages } from '../../compress/pipeline.js';
+import type { CompressReport } from '../../compress/report/index.js';
+import { IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS as D, type CompressJobSpecInput } from '../../config/job-spec.js';
+import { EXIT } from '../../core/errors.js';
+import { jobProbe } from '../../jobs/index.js';
+import { createDirCheckpointStore } from '../../store/dir-checkpoint-store.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
-import { checkRunIdentity, createDirCheckpointStore, runFingerprint } from './compress-store.js';
-import { loadProfile } from './profile.js';
 
-export interface CompressCliOptions {
-  teacher: string;
-  data: string;
-  profile: string;
+/** `edgekt compress` flags as commander hands them over (skip-layers still one string). */
+export interface CompressFlags extends Omit<CompressJobSpecInput, 'skipLayers' | 'out'> {
   out: string;
-  resume?: boolean;
-  json?: boolean;
-  limit?: number;
-  evalLimit?: number;
-  /** Train on at most this many (seeded random) training samples; validation and test stay whole. */
-  trainLimit?: number;
-  /** Share of training data held out for the loop's accuracy checks (else the test split is used). */
-  valFraction?: number;
-  seed: number;
-  width: number;
-  distillEpochs: number;
-  finalEpochs: number;
-  /** Distillation schedule: joint | fitnets. */
-  schedule?: string;
-  /** KD temperature of distillation and fine-tunes. */
-  temperature?: number;
-  briefSamples: number;
-  batchSize: number;
-  step: number;
-  maxIterations: number;
-  importance: string;
-  minChannels: number;
-  roundTo: number;
-  latencyAware?: boolean;
-  /** Comma-separated producer layers never to prune (the classifier is protected anyway). */
   skipLayers?: string;
-  runs: number;
+  json?: boolean;
 }
 
+/** The job spec the flags stand for; the schema (not this function) checks the values. */
+export function specFromFlags(f: CompressFlags): CompressJobSpecInput & { out: string } {
+  const { json: _json, skipLayers, ...rest } = f;
+  return { ...rest, skipLayers: (skipLayers ?? '').split(',').map((x) => x.trim()).filter(Boolean) };
+}
+
+/** What tests swap or watch: the stages, the probe, the events, and a signal standing in for a killed run. */
 export interface CompressHooks {
-  /** Swap the training stages (tests). */
-  stages?: (o: CompressCliOptions) => PipelineStages;
-  afterCheckpoint?: (stage: string) => Promise<void> | void;
+  stages?: PipelineStages;
+  probe?: CostProbe;
+  signal?: AbortSignal;
+  onEvent?: (e: PipelineEvent) => void;
 }
 
 const iterationLine = (e: Extract<PipelineEvent, { type: 'iteration' }>): string => {
@@ -111,67 +88,30 @@ function progressRenderer(tty: boolean, say: (line: string) => void): { onEvent:
   };
 }
 
-/** The whole command as a function, so tests and `bench paper` run it in-process. */
-export async function runCompressCommand(ctx: CliContext, o: CompressCliOptions, hooks: CompressHooks = {}): Promise<{ report: CompressReport; code: number }> {
-  if (o.schedule !== undefined && o.schedule !== 'joint' && o.schedule !== 'fitnets') {
-    throw new EdgektError('EDGEKT_ERR_USAGE', `--schedule must be joint or fitnets, got "${o.schedule}"`);
-  }
-  if (!(IMPORTANCE_KINDS as readonly string[]).includes(o.importance)) {
-    throw new EdgektError('EDGEKT_ERR_USAGE', `--importance must be one of ${IMPORTANCE_KINDS.join(', ')}`);
-  }
-  const profile = loadProfile(o.profile);
-  const info = await ctx.backend();
-  const teacher = (await loadModel(o.teacher)).model;
+/**
+ * The whole command as a function, so tests, `demo` and `bench paper` run it in-process: the job
+ * runs on this thread (progress bars need no messages), checkpoints in OUT/checkpoints.
+ */
+export async function runCompressCommand(ctx: CliContext, spec: CompressJobSpecInput & { out: string }, hooks: CompressHooks = {}): Promise<{ report: CompressReport; met: boolean; code: number }> {
+  await ctx.backend();
+  const logger = ctx.logger();
+  // Bars on a terminal; plain lines in pipes and logs (cli-progress draws nothing useful there); JSON with --log-json.
+  const progress = logger ? null : progressRenderer(process.stderr.isTTY === true, ctx.err);
   try {
-    const loaded = await loadDataset(o.data, { seed: o.seed, ...(o.limit ? { limit: o.limit } : {}), ...(o.valFraction ? { valFraction: o.valFraction } : {}) });
-    const data = o.trainLimit && o.trainLimit < loaded.train.count
-      ? { ...loaded, train: subset(loaded.train, shuffledIndices(loaded.train.count, o.seed + 17).subarray(0, o.trainLimit)) }
-      : loaded;
-    const root = path.join(o.out, 'checkpoints');
-    const store = createDirCheckpointStore(root);
-    const { teacher: _t, out: _o, resume: _r, json: _j, ...settings } = o;
-    if (!o.resume) await store.clear();
-    await checkRunIdentity(root, await runFingerprint(o.teacher, { settings, profile }), Boolean(o.resume));
-    // Bars on a terminal; plain lines in pipes and logs (cli-progress draws nothing useful there).
-    const progress = progressRenderer(process.stderr.isTTY === true, ctx.err);
-    const prune: PruneSettings = {
-      stepFraction: o.step, maxIterations: o.maxIterations, importance: o.importance as ImportanceKind,
-      minChannels: o.minChannels, roundTo: o.roundTo, latencyAware: Boolean(o.latencyAware),
-      skipLayers: (o.skipLayers ?? '').split(',').map((x) => x.trim()).filter(Boolean),
-    };
-    const stages = hooks.stages?.(o) ?? defaultStages({
-      lighten: { widthMultiplier: o.width, seed: o.seed }, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs,
-      schedule: o.schedule as DistillSchedule | undefined, ...(o.temperature !== undefined ? { distill: { temperature: o.temperature } } : {}),
-      briefSamples: o.briefSamples, batchSize: o.batchSize, seed: o.seed,
-      onProgress: (p) => progress.onEvent({ type: 'progress', progress: p }),
+    const { met, report } = await runCompressJob(spec, {
+      checkpoints: createDirCheckpointStore(path.join(spec.out, 'checkpoints')),
+      probe: hooks.probe ?? jobProbe(spec),
+      ...(hooks.stages ? { stages: hooks.stages } : {}),
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      ...(logger ? { logger } : {}),
+      onEvent: (e) => {
+        progress?.onEvent(e);
+        hooks.onEvent?.(e);
+      },
     });
-    let result;
-    try {
-      result = await runCompress({
-        teacher, data, profile, stages, store, prune, resume: Boolean(o.resume), backend: info.backend,
-        probe: createLatencyProbe({ runs: o.runs, warmup: 5 }),
-        ...(o.evalLimit ? { evalLimit: o.evalLimit } : {}),
-        onEvent: progress.onEvent,
-        afterCheckpoint: hooks.afterCheckpoint,
-      });
-    } finally {
-      progress.stop();
-    }
-    const { student, report } = result;
-    try {
-      const studentDir = path.join(o.out, 'student');
-      await saveModel(student, studentDir);
-      await mkdir(o.out, { recursive: true });
-      await writeFile(path.join(o.out, 'report.json'), JSON.stringify(report, null, 2));
-      await writeFile(path.join(o.out, 'report.svg'), await renderChartSvg(report));
-      await writeFile(path.join(o.out, 'report.md'), renderMarkdown(report, 'report.svg'));
-      if (!report.met) throw budgetUnreachable(report, studentDir);
-    } finally {
-      student.dispose();
-    }
-    return { report, code: EXIT.OK };
+    return { report, met, code: met ? EXIT.OK : EXIT.BUDGET_UNREACHABLE };
   } finally {
-    teacher.dispose();
+    progress?.stop();
   }
 }
 
@@ -189,37 +129,29 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--eval-limit <n>', 'evaluation samples inside the pruning loop', parseIntOption('eval-limit'))
     .option('--train-limit <n>', 'train on at most N training samples (validation/test untouched)', parseIntOption('train-limit'))
     .option('--val-fraction <f>', 'hold out this share of training data for accuracy checks in the loop', parseFloatOption('val-fraction'))
-    .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), 0)
-    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 0.5)
-    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
-    .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), 2)
-    .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', PIPELINE_DISTILL.schedule)
-    .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
-    .option('--brief-samples <n>', 'samples per brief fine-tune after each pruning step', parseIntOption('brief-samples'), 2048)
-    .option('--batch-size <n>', 'training batch size', parseIntOption('batch-size'), 64)
-    .option('--step <f>', 'share of prunable channels cut per iteration', parseFloatOption('step'), 0.1)
-    .option('--max-iterations <n>', 'pruning iterations at most', parseIntOption('max-iterations'), 30)
-    .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, 'l1')
-    .option('--min-channels <n>', 'channels kept per group at least', parseIntOption('min-channels'), 4)
-    .option('--round-to <n>', 'kept channel counts are multiples of this', parseIntOption('round-to'), 4)
+    .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), D.seed)
+    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), D.width)
+    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), D.distillEpochs)
+    .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), D.finalEpochs)
+    .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', D.schedule)
+    .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), D.temperature)
+    .option('--brief-samples <n>', 'samples per brief fine-tune after each pruning step', parseIntOption('brief-samples'), D.briefSamples)
+    .option('--batch-size <n>', 'training batch size', parseIntOption('batch-size'), D.batchSize)
+    .option('--step <f>', 'share of prunable channels cut per iteration', parseFloatOption('step'), D.step)
+    .option('--max-iterations <n>', 'pruning iterations at most', parseIntOption('max-iterations'), D.maxIterations)
+    .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, D.importance)
+    .option('--min-channels <n>', 'channels kept per group at least', parseIntOption('min-channels'), D.minChannels)
+    .option('--round-to <n>', 'kept channel counts are multiples of this', parseIntOption('round-to'), D.roundTo)
     .option('--skip-layers <names>', 'comma-separated layers whose channels are never pruned')
     .option('--latency-aware', 'rank groups by importance lost per ms saved (NetAdapt-style, slower)')
-    .option('--runs <n>', 'timed batch-1 runs per latency measurement', parseIntOption('runs'), 30)
+    .option('--runs <n>', 'timed batch-1 runs per latency measurement', parseIntOption('runs'), D.runs)
     .action(
-      action(ctx, async (opts: CompressCliOptions) => {
-        try {
-          const { report } = await runCompressCommand(ctx, opts);
-          if (opts.json) printJson(ctx, report);
-          else ctx.out(summary(report, opts.out));
-          return EXIT.OK;
-        } catch (e) {
-          if (e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE') {
-            // The closest model and its report were written: report them like a success.
-            if (opts.json) printJson(ctx, JSON.parse(await readFile(path.join(opts.out, 'report.json'), 'utf8')));
-            else ctx.out(`closest model saved in ${path.join(opts.out, 'student')}; see ${path.join(opts.out, 'report.md')}`);
-          }
-          throw e;
-        }
+      action(ctx, async (flags: CompressFlags) => {
+        const { report, met, code } = await runCompressCommand(ctx, specFromFlags(flags));
+        if (flags.json) printJson(ctx, report);
+        else ctx.out(met ? summary(report, flags.out) : `closest model saved in ${path.join(flags.out, 'student')}; see ${path.join(flags.out, 'report.md')}`);
+        if (!met) ctx.err(`edgekt: error EDGEKT_ERR_BUDGET_UNREACHABLE: ${unmetSummary(report)}`);
+        return code;
       }),
     );
 }

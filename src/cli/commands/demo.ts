@@ -1,13 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { rankProfiles } from '../../config/device-profile.js';
-import { EdgektError, EXIT } from '../../core/errors.js';
+import { loadAllProfiles } from '../../config/profile-files.js';
+import { EdgektError } from '../../core/errors.js';
 import { renderMarkdown } from '../../compress/report/index.js';
 import { action, parseFloatOption, parseIntOption, type CliContext } from '../context.js';
-import { runCompressCommand, type CompressCliOptions } from './compress.js';
-import { loadAllProfiles, machineFacts } from './profile.js';
-import { cacheRoot, ensureTeacher } from './teacher.js';
+import { runCompressCommand } from './compress.js';
+import { machineFacts } from './profile.js';
+import { cacheRoot, ensureCachedTeacher } from './teacher.js';
 
 interface DemoOptions {
   data: string;
@@ -41,7 +41,7 @@ export function registerDemo(program: Command, ctx: CliContext): void {
         const started = performance.now();
         const info = await ctx.backend();
         ctx.out(`backend   ${info.backend} (${info.reason})`);
-        const teacher = await ensureTeacher(ctx, { data: o.data, seed: o.seed, epochs: o.teacherEpochs, batchSize: 64 });
+        const teacher = await ensureCachedTeacher(ctx, { data: o.data, seed: o.seed, epochs: o.teacherEpochs, batchSize: 64 });
         ctx.out(
           `teacher   ${teacher.cached ? 'cached' : 'trained'} ${teacher.dir}: ${teacher.meta.params.toLocaleString('en-US')} params, ` +
             `${(teacher.meta.testAccuracy * 100).toFixed(2)}% test accuracy (${teacher.meta.trainSeconds.toFixed(0)} s to train)`,
@@ -54,19 +54,11 @@ export function registerDemo(program: Command, ctx: CliContext): void {
         }
         ctx.out(`profile   ${profile}`);
         const out = o.out ?? path.join(cacheRoot(), 'demo');
-        const opts: CompressCliOptions = {
+        const { report, code } = await runCompressCommand(ctx, {
           teacher: teacher.dir, data: o.data, profile, out, seed: o.seed, width: o.width,
           distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: 2048, batchSize: 64,
           step: 0.1, maxIterations: 30, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1,
-        };
-        let code: number = EXIT.OK;
-        try {
-          await runCompressCommand(ctx, opts);
-        } catch (e) {
-          if (!(e instanceof EdgektError && e.code === 'EDGEKT_ERR_BUDGET_UNREACHABLE')) throw e;
-          code = EXIT.BUDGET_UNREACHABLE;
-        }
-        const report = JSON.parse(await readFile(path.join(out, 'report.json'), 'utf8'));
+        });
         ctx.out('');
         ctx.out(renderMarkdown(report, path.join(out, 'report.svg')));
         ctx.out(`demo finished in ${((performance.now() - started) / 1000).toFixed(0)} s; student in ${path.join(out, 'student')}`);

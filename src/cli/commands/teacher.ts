@@ -1,32 +1,9 @@
-import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { evaluateAccuracy, trainSupervised } from '../../compress/distill/index.js';
+import { ensureTeacher, teacherCacheDir, type TeacherMeta } from '../../compress/teacher-cache.js';
 import { EdgektError } from '../../core/errors.js';
-import { loadDataset } from '../../data/index.js';
-import { graphFromModel, saveModel } from '../../model/index.js';
-import { buildReferenceTeacher } from '../../model/reference-teacher.js';
 import { action, parseIntOption, printJson, type CliContext } from '../context.js';
 import { createTrainingBar } from './distill.js';
-
-export const TEACHER_META = 'teacher.json';
-
-/** What `teacher train` records next to the model, so a cached teacher reports without retraining. */
-export interface TeacherMeta {
-  data: string;
-  seed: number;
-  epochs: number;
-  batchSize: number;
-  trainSamples: number;
-  testSamples: number;
-  testAccuracy: number;
-  params: number;
-  macs: number;
-  trainSeconds: number;
-  backend: string;
-  createdAt: string;
-}
 
 /** Cache root: $EDGEKT_CACHE, else .cache/ under the current directory (the project when run from it). */
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -34,16 +11,10 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export function teacherDir(data: string, seed: number, env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(cacheRoot(env), 'teachers', `${data.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${seed}`);
+  return teacherCacheDir(cacheRoot(env), data, seed);
 }
 
-export async function readTeacherMeta(dir: string): Promise<TeacherMeta | null> {
-  const file = path.join(dir, TEACHER_META);
-  if (!existsSync(file) || !existsSync(path.join(dir, 'model.json'))) return null;
-  return JSON.parse(await readFile(file, 'utf8')) as TeacherMeta;
-}
-
-export interface EnsureTeacherOptions {
+export interface CachedTeacherOptions {
   data: string;
   seed: number;
   epochs: number;
@@ -53,31 +24,19 @@ export interface EnsureTeacherOptions {
   force?: boolean;
 }
 
-/** Returns the cached reference teacher for (data, seed), training and caching it first when absent. */
-export async function ensureTeacher(ctx: CliContext, o: EnsureTeacherOptions): Promise<{ dir: string; meta: TeacherMeta; cached: boolean }> {
-  const dir = o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed);
-  const cached = o.force ? null : await readTeacherMeta(dir);
-  if (cached) return { dir, meta: cached, cached: true };
+/** compress/'s ensureTeacher with the CLI's cache location and its progress bar (or JSON logs). */
+export async function ensureCachedTeacher(ctx: CliContext, o: CachedTeacherOptions): Promise<{ dir: string; meta: TeacherMeta; cached: boolean }> {
   const info = await ctx.backend();
-  const data = await loadDataset(o.data, { seed: o.seed, limit: o.limit });
-  const [h, w, c] = data.train.shape;
-  const model = buildReferenceTeacher({ seed: o.seed, inputShape: [h, w, c], classes: data.train.numClasses });
+  const logger = ctx.logger();
+  const bar = logger ? null : createTrainingBar(ctx, 'teacher');
   try {
-    const bar = createTrainingBar(ctx, 'teacher');
-    const r = await trainSupervised(model, data.train, { epochs: o.epochs, batchSize: o.batchSize, seed: o.seed, onProgress: bar.update });
-    bar.stop();
-    const accuracy = evaluateAccuracy(model, data.test);
-    const graph = graphFromModel(model);
-    await saveModel(model, dir);
-    const meta: TeacherMeta = {
-      data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize, trainSamples: data.train.count, testSamples: data.test.count,
-      testAccuracy: accuracy, params: graph.totalParams, macs: graph.totalMacs, trainSeconds: r.seconds,
-      backend: info.backend, createdAt: new Date().toISOString(),
-    };
-    await writeFile(path.join(dir, TEACHER_META), JSON.stringify(meta, null, 2) + '\n');
-    return { dir, meta, cached: false };
+    return await ensureTeacher({
+      dir: o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed), data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize,
+      ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(o.force ? { force: true } : {}), backend: info.backend,
+      ...(bar ? { onProgress: bar.update } : {}), ...(logger ? { logger } : {}),
+    });
   } finally {
-    model.dispose();
+    bar?.stop();
   }
 }
 
@@ -112,7 +71,7 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const limit = opts.limit === undefined ? undefined : parseIntOption('limit')(opts.limit);
         if (epochs < 1 || batchSize < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--epochs and --batch-size must be >= 1');
-        const { dir, meta, cached } = await ensureTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force });
+        const { dir, meta, cached } = await ensureCachedTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force });
         if (opts.json) return printJson(ctx, { dir, cached, ...meta });
         if (cached) ctx.out(`cached    ${dir} (use --force to retrain)`);
         else ctx.out(`teacher   ${dir}`);

@@ -220,20 +220,6 @@ export function trainSupervised(model: tf.LayersModel, data: ImageSet, options: 
   return distill(null, model, data, { ...options, schedule: 'joint', hints: 'none' });
 }
 
-/** Top-1 accuracy of a classifier on a labeled set, in batches (softmax or logits output both fine). */
-export function evaluateAccuracy(model: tf.LayersModel, data: ImageSet, batchSize = 256): number {
-  if (!data.y) throw new EdgektError('EDGEKT_ERR_USAGE', 'accuracy needs labeled data');
-  let correct = 0;
-  const order = Int32Array.from({ length: data.count }, (_, i) => i);
-  for (const idx of batchIndices(order, batchSize)) {
-    const batch = makeBatch(data, idx);
-    const pred = tf.tidy(() => tf.argMax(model.predict(batch.x) as tf.Tensor, -1).dataSync());
-    tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
-    for (let k = 0; k < idx.length; k++) if (pred[k] === data.y[idx[k]!]) correct++;
-  }
-  return correct / data.count;
-}
-
 type Sums = EpochSummary['phases'];
 
 function checkpointTrigger(ckpt: DistillCheckpointOptions | undefined): ((globalStep: number) => boolean) & { saved(): void } {

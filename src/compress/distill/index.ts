@@ -4,7 +4,6 @@ export {
   trainSupervised,
   createDistillFineTuner,
   type DistillFineTunerOptions,
-  evaluateAccuracy,
   DISTILL_RUN_DEFAULTS,
   type DistillOptions,
   type DistillCheckpointOptions,

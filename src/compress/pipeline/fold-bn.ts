@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { depthMultiplierOf } from '../prune/graph.js';
+import { depthMultiplierOf } from '../../model/dependency-graph.js';
 
 const PRODUCERS = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Dense']);
 const FUSABLE_ACTIVATIONS = new Set(['relu', 'relu6']);

@@ -1,9 +1,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import { shuffledIndices, subset } from '../../data/index.js';
 import type { ImageSet } from '../../data/types.js';
-import { graphFromModel } from '../../model/index.js';
+import { evaluateAccuracy, graphFromModel } from '../../model/index.js';
 import type { FineTuner } from '../budget.js';
-import { distill, evaluateAccuracy, type DistillOptions, type DistillSchedule } from '../distill/index.js';
+import { distill, type DistillOptions, type DistillSchedule } from '../distill/index.js';
 import { lighten, type LightenOptions } from '../lighten/index.js';
 import type { PipelineStages, StageProgress } from '../pipeline.js';
 import { foldBatchNorm } from './fold-bn.js';
@@ -31,6 +31,8 @@ export interface DefaultStageOptions {
   /** Fold BN into convs (and fuse ReLU) in the written student. Default true. */
   fold?: boolean;
   onProgress?: (p: StageProgress) => void;
+  /** Stops distillation and fine-tunes between training steps (EDGEKT_ERR_ABORTED). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -58,6 +60,7 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
         batchSize,
         seed,
         hints,
+        ...(o.signal ? { signal: o.signal } : {}),
         onProgress: (p) => onProgress({ stage: 'distill', done: p.globalStep, total: p.totalSteps, detail: `${p.phase} loss ${p.loss.total.toFixed(4)}` }),
       });
     },
@@ -74,6 +77,7 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
         epochs: brief ? 1 : o.finalEpochs ?? 2,
         batchSize,
         seed: seed + req.iteration,
+        ...(o.signal ? { signal: o.signal } : {}),
         onProgress: o.onProgress
           ? (p) => o.onProgress!({ stage, done: p.globalStep, total: p.totalSteps, detail: `loss ${p.loss.total.toFixed(4)}` })
           : undefined,

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../../core/errors.js';
-import type { ChannelGroup, DependencyGraph } from './graph.js';
+import { IMPORTANCE_KINDS } from '../../config/job-spec.js';
+import type { ChannelGroup, DependencyGraph } from '../../model/dependency-graph.js';
 
-export const IMPORTANCE_KINDS = ['l1', 'l2', 'fpgm'] as const;
+export { IMPORTANCE_KINDS };
 export type ImportanceKind = (typeof IMPORTANCE_KINDS)[number];
 
 /** Kernel holding one column per output channel, as [fanIn, out]. */

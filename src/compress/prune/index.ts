@@ -1,10 +1,10 @@
 import type * as tf from '@tensorflow/tfjs';
-import { buildDependencyGraph } from './graph.js';
+import { buildDependencyGraph } from '../../model/dependency-graph.js';
 import { groupImportance, type ImportanceKind } from './importance.js';
 import { planGlobal, planRemovedChannels, type GlobalPlanOptions, type PrunePlan } from './planner.js';
 import { applyPlan } from './surgery.js';
 
-export * from './graph.js';
+export * from '../../model/dependency-graph.js';
 export * from './importance.js';
 export * from './planner.js';
 export * from './surgery.js';

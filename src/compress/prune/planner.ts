@@ -1,5 +1,5 @@
 import { EdgektError } from '../../core/errors.js';
-import type { DependencyGraph } from './graph.js';
+import type { DependencyGraph } from '../../model/dependency-graph.js';
 import type { GroupImportance } from './importance.js';
 
 /** One group's decision: which channel indices (of its current `size`) survive. */

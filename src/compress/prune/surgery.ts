@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../../core/errors.js';
-import { buildDependencyGraph, depthMultiplierOf, type DependencyGraph, type GraphOptions } from './graph.js';
+import { buildDependencyGraph, depthMultiplierOf, type DependencyGraph, type GraphOptions } from '../../model/dependency-graph.js';
 import { validatePlan, type PrunePlan } from './planner.js';
 
 interface LayerEdit {

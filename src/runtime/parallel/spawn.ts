@@ -19,17 +19,28 @@ function tsxApiUrl(): string {
 }
 
 /**
- * Starts a training worker. From dist/ (production) the compiled worker-entry.js runs directly.
- * From source (vitest, tsx) the entry is TypeScript: Node ignores `--import tsx` for a worker's
- * own entry, so a tiny data: URL bootstrap registers tsx's loader first, then imports the entry.
+ * The URL of a worker entry module beside `importMetaUrl`, with the caller's own extension: `.js`
+ * when running from dist/, `.ts` when running from source.
  */
-export function spawnTrainingWorker(): Worker {
-  const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./worker-entry.js', here));
-  const entry = new URL('./worker-entry.ts', here).href;
+export function siblingModule(importMetaUrl: string, name: string): URL {
+  return new URL(`./${name}${importMetaUrl.endsWith('.ts') ? '.ts' : '.js'}`, importMetaUrl);
+}
+
+/**
+ * Starts a worker on an entry module. A compiled .js entry (dist/, production) runs directly. A
+ * TypeScript entry (vitest, tsx): Node ignores `--import tsx` for a worker's own entry, so a tiny
+ * data: URL bootstrap registers tsx's loader first, then imports the entry.
+ */
+export function spawnWorker(entry: URL): Worker {
+  if (!entry.pathname.endsWith('.ts')) return new Worker(entry);
   const code =
     `import { register } from ${JSON.stringify(tsxApiUrl())};\n` +
     `register();\n` +
-    `await import(${JSON.stringify(entry)});\n`;
+    `await import(${JSON.stringify(entry.href)});\n`;
   return new Worker(new URL('data:text/javascript,' + encodeURIComponent(code)));
+}
+
+/** Starts a data-parallel training worker (worker-entry). */
+export function spawnTrainingWorker(): Worker {
+  return spawnWorker(siblingModule(import.meta.url, 'worker-entry'));
 }

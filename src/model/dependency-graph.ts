@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { EdgektError } from '../../core/errors.js';
+import { EdgektError } from '../core/errors.js';
 
 /**
  * How a layer touches a group's channels:
