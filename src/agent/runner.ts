@@ -2,7 +2,7 @@ import type { CompressJobSpec } from '../config/job-spec.js';
 import type { CompressReport } from '../compress/report/index.js';
 import type { PipelineEvent } from '../compress/pipeline.js';
 import type { ModelBytes } from '../store/checkpoint-store.js';
-import type { CheckpointLocation } from '../compress/job-worker.js';
+import type { CheckpointLocation } from '../jobs/index.js';
 
 export interface CompressJobResult {
   met: boolean;

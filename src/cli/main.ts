@@ -9,7 +9,10 @@ import { registerCompress } from './commands/compress.js';
 import { registerLighten } from './commands/lighten.js';
 import { registerTeacher } from './commands/teacher.js';
 import { registerDistill } from './commands/distill.js';
-import { registerDemo } from './commands/demo.js';
+import { registerDemo } from './commands/demo-fleet.js';
+import { registerAgent } from './commands/agent.js';
+import { registerCoordinator } from './commands/coordinator.js';
+import { registerFleet } from './commands/fleet.js';
 import { registerKeys } from './commands/keys.js';
 import { registerArtifact } from './commands/artifact.js';
 
@@ -26,6 +29,9 @@ const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
   registerDemo,
   registerKeys,
   registerArtifact,
+  registerAgent,
+  registerCoordinator,
+  registerFleet,
 ];
 
 export async function main(argv: string[]): Promise<number> {

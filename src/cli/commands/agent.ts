@@ -2,11 +2,11 @@ import type { Command } from 'commander';
 import pino from 'pino';
 import * as tf from '@tensorflow/tfjs';
 import { rankProfiles } from '../../config/device-profile.js';
-import { loadAllProfiles, loadProfile } from '../../config/profiles.js';
+import { loadAllProfiles, loadProfile } from '../../config/profile-files.js';
 import { EdgektError } from '../../core/errors.js';
 import { bootstrapAgent } from '../../agent/bootstrap.js';
 import { createAgent } from '../../agent/daemon.js';
-import { runCompressJobInWorker } from '../../compress/job-worker.js';
+import { runCompressJobInWorker } from '../../jobs/index.js';
 import { action, type CliContext } from '../context.js';
 import { machineFacts } from './profile.js';
 

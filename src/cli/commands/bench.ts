@@ -4,6 +4,7 @@ import { registerBenchLatency } from './bench-latency.js';
 import { registerBenchPaper } from './bench-paper.js';
 import { registerBenchTrain } from './bench-train.js';
 import { registerBenchDistill } from './bench-distill.js';
+import { registerBenchFleet } from './bench-fleet.js';
 
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
 const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
@@ -11,6 +12,7 @@ const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
   registerBenchPaper,
   registerBenchTrain,
   registerBenchDistill,
+  registerBenchFleet,
 ];
 
 export function registerBench(program: Command, ctx: CliContext): void {

@@ -4,6 +4,7 @@ import { EdgektError, EXIT } from '../../core/errors.js';
 import { action, parseFloatOption, parseIntOption, type CliContext } from '../context.js';
 import { DEMO_PROFILES, startFleetDemo, teacherUpload } from '../fleet-demo.js';
 import { ensureCachedTeacher } from './teacher.js';
+import { runSingleDemo } from './demo.js';
 
 interface DemoOptions {
   data: string;
@@ -15,6 +16,9 @@ interface DemoOptions {
   seed: number;
   timeout: number;
   keep?: boolean;
+  single?: boolean;
+  profile?: string;
+  out?: string;
 }
 
 async function call(url: string, token: string, method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> {
@@ -47,8 +51,12 @@ export function registerDemo(program: Command, ctx: CliContext): void {
     .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), 0)
     .option('--timeout <s>', 'give up on the rollout after this many seconds', parseIntOption('timeout'), 1800)
     .option('--keep', 'leave the fleet directory (configs, logs, databases) in place')
+    .option('--single', 'no fleet: compress in this process for the profile that matches this machine (the single-device demo)')
+    .option('--profile <name|file>', 'with --single: the device profile (default: the best match for this machine)')
+    .option('--out <dir>', 'with --single: output directory (default <cache>/demo)')
     .action(
       action(ctx, async (o: DemoOptions) => {
+        if (o.single) return runSingleDemo(ctx, o);
         if (o.agents < 1 || o.agents > DEMO_PROFILES.length) throw new EdgektError('EDGEKT_ERR_USAGE', `--agents must be 1-${DEMO_PROFILES.length}`);
         const started = performance.now();
         const info = await ctx.backend();
