@@ -33,7 +33,10 @@ function job(jobId: string, o: { manifest?: unknown; dataset?: string; settings?
   return JSON.stringify({ type: 'compress', jobId, manifest, dataset: o.dataset ?? 'digits', settings: o.settings ?? SETTINGS });
 }
 const send = (payload: string): Promise<unknown> => coord.publishAsync('edgekt/v1/devices/dev1/jobs', payload, { qos: 1 });
-const final = (jobId: string, ms = 180_000) => updates.waitFor((u) => u.jobId === jobId && u.kind === 'state' && ['succeeded', 'failed', 'rejected', 'canceled'].includes(u.state), ms, `${jobId} to end`);
+const final = (jobId: string, ms = 180_000) =>
+  updates.waitFor((u) => u.jobId === jobId && u.kind === 'state' && ['succeeded', 'failed', 'rejected', 'canceled'].includes(u.state), ms, `${jobId} to end`).catch((e: Error) => {
+    throw new Error(`${e.message}\n--- agent log (last 40 lines)\n${agent.log.slice(-40).join('\n')}`);
+  });
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
