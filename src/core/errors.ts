@@ -95,7 +95,6 @@ export function exitCodeFor(e: EdgektError): number {
     case 'EDGEKT_ERR_BACKEND':
     case 'EDGEKT_ERR_WORKER':
     case 'EDGEKT_ERR_TRANSFER':
-    case 'EDGEKT_ERR_ABORTED':
       return EXIT.FAILURE;
     default:
       return EXIT.BAD_INPUT;
