@@ -14,9 +14,10 @@ import {
   type BlockServer,
   type PullFileOptions,
 } from '../src/transport/blocks/index.js';
-import { TOPIC_PREFIX, allowPullResponse, topics } from '../src/transport/topics.js';
+import { TOPIC_PREFIX, allowPullResponse, filters, topics } from '../src/transport/topics.js';
 import { startAedes, type AedesBroker } from './helpers/aedes.js';
 import { countBy, sha256, testFile, testSource, type TestFile, type TestSource } from './helpers/blocks.js';
+import { startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 
 const BLOCK = 64 * 1024;
 const DEV = 'dev-a';
@@ -191,5 +192,66 @@ describe('MQTT block transfer on MQTT 3.1.1 (aedes)', () => {
       await second?.endAsync(true);
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('mixed protocol versions through mosquitto', () => {
+  let mosq: Mosquitto;
+  const clients: MqttClient[] = [];
+  const at = async (version: 4 | 5, id: string): Promise<MqttClient> => {
+    const c = await mqtt.connectAsync(mosq.url, { protocolVersion: version, clientId: id, reconnectPeriod: 200, connectTimeout: 2000 });
+    clients.push(c);
+    return c;
+  };
+  const serveOn = async (client: MqttClient, source: TestSource): Promise<BlockServer> => {
+    const server = createBlockServer({ client, requestFilter: filters.sharedPulls(), source, allowResponseTopic: allowPullResponse });
+    open.push(server);
+    await server.ready;
+    return server;
+  };
+
+  beforeAll(async () => {
+    mosq = await startMosquitto();
+  });
+  afterAll(async () => {
+    for (const c of clients.splice(0)) await c.endAsync(true);
+    await mosq?.stop();
+  });
+
+  for (const [serverVersion, pullerVersion, form] of [[5, 4, 'frames'], [4, 5, 'frames'], [5, 5, 'properties']] as const) {
+    it(`server on v${serverVersion}, puller on v${pullerVersion}: the file verifies, answered with ${form}`, async () => {
+      const file = testFile(1024 * 1024, BLOCK);
+      const source = testSource([file]);
+      source.corrupt.set(3, 'once');
+      await serveOn(await at(serverVersion, `coord-v${serverVersion}-${pullerVersion}`), source);
+      const puller = await at(pullerVersion, `dev-a-v${serverVersion}-${pullerVersion}`);
+      const seen: Array<{ framed: boolean; props: boolean }> = [];
+      puller.on('message', (_t, payload, packet) => seen.push({ framed: payload.subarray(0, 4).toString('ascii') === 'EKB1', props: packet.properties?.correlationData !== undefined }));
+      const sink = createMemoryBlockSink(file.size);
+      await pullFile(pullOpts(file, { client: puller, sink }));
+      expect(Buffer.from(sink.bytes).equals(file.data)).toBe(true);
+      expect(countBy(source.reads).get(3)).toBe(2);
+      expect(seen.length).toBe(17);
+      expect(seen.every((s) => s.framed === (form === 'frames') && s.props === (form === 'properties'))).toBe(true);
+    });
+  }
+
+  it('MQTT 5 properties win over body fields: a foreign property topic is refused even with an own body topic', async () => {
+    const file = testFile(4096, 1024);
+    const server = await serveOn(await at(5, 'coord-props'), testSource([file]));
+    const device = await at(5, 'dev-a-props');
+    const spy = await at(5, 'spy-props');
+    const seen: string[] = [];
+    spy.on('message', (t) => seen.push(t));
+    await spy.subscribeAsync(`${TOPIC_PREFIX}/devices/+/blocks/#`);
+    const own = `${topics.deviceBlocksPrefix(DEV)}/own`;
+    const foreign = `${topics.deviceBlocksPrefix('dev-b')}/x`;
+    const req = { sha256: file.sha256, index: 0, count: 1, blockSize: 1024, correlation: 'AAAAAA==' };
+    const correlationData = Buffer.from('AAAAAA==', 'base64');
+    await device.publishAsync(topics.pull(DEV), JSON.stringify({ ...req, responseTopic: own }), { qos: 1, properties: { responseTopic: foreign, correlationData } });
+    await device.publishAsync(topics.pull(DEV), JSON.stringify({ ...req, responseTopic: foreign }), { qos: 1, properties: { responseTopic: own, correlationData } });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(server.stats()).toMatchObject({ requests: 2, refused: 1, blocksServed: 1 });
+    expect(seen).toEqual([own]);
   });
 });
