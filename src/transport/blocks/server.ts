@@ -148,9 +148,9 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
       const err = e instanceof RequestError ? e : toEdgektError(e);
       const code: ErrorCode = e instanceof RequestError ? err.code : 'EDGEKT_ERR_INTERNAL';
       log.info({ topic, code, message: err.message }, 'block request failed');
-      const reply: BlockErrorReply = { error: { code, message: err.message } };
-      if (route.framed) await publish(route.responseTopic, Buffer.from(JSON.stringify({ ...reply, correlation: route.correlation })));
-      else await publish(route.responseTopic, Buffer.from(JSON.stringify(reply)), { correlationData: route.correlationData, contentType: 'application/json' });
+      const reply: BlockErrorReply = { error: { code, message: err.message }, ...(route.framed ? { correlation: route.correlation } : {}) };
+      const json = Buffer.from(JSON.stringify(reply));
+      await (route.framed ? publish(route.responseTopic, json) : publish(route.responseTopic, json, { correlationData: route.correlationData, contentType: 'application/json' }));
     }
   }
 
