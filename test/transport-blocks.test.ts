@@ -1,61 +1,15 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createBlockServer,
-  createFileBlockSink,
-  createMemoryBlockLedger,
-  createMemoryBlockSink,
-  pullFile,
-  type BlockServer,
-  type PullProgress,
-} from '../src/transport/blocks/index.js';
-import { allowPullResponse, filters, topics } from '../src/transport/topics.js';
+import { describe, expect, it } from 'vitest';
+import { createMemoryBlockLedger, createMemoryBlockSink, pullFile, type BlockServer, type PullProgress } from '../src/transport/blocks/index.js';
+import { filters, topics } from '../src/transport/topics.js';
+import { DEV, expectCorruptBlockRefetched, expectResumeAfterRestart, useBlockRig } from './helpers/block-cases.js';
 import { countBy, testFile, testSource, type TestFile, type TestSource } from './helpers/blocks.js';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 
 const BLOCK = 64 * 1024;
-const DEV = 'dev-a';
 
-let broker: Mosquitto;
-let serverClient: MqttClient;
-let deviceClient: MqttClient;
-const open: Array<{ close(): Promise<void> }> = [];
-
-const connect = (id: string): Promise<MqttClient> =>
-  mqtt.connectAsync(broker.url, { protocolVersion: 5, clientId: id, reconnectPeriod: 200, connectTimeout: 2000 });
-
-function serve(source: TestSource, authorize?: (requestTopic: string, sha256: string) => boolean): Promise<BlockServer> {
-  const server = createBlockServer({ client: serverClient, requestFilter: filters.sharedPulls(), source, allowResponseTopic: allowPullResponse, authorize });
-  open.push(server);
-  return server.ready.then(() => server);
-}
-
-const pullOpts = (file: TestFile, over: Partial<Parameters<typeof pullFile>[0]> = {}) => ({
-  client: deviceClient,
-  requestTopic: topics.pull(DEV),
-  responseTopicPrefix: topics.deviceBlocksPrefix(DEV),
-  file,
-  ledger: createMemoryBlockLedger(),
-  sink: createMemoryBlockSink(file.size),
-  ...over,
-});
-
-beforeAll(async () => {
-  broker = await startMosquitto();
-  serverClient = await connect('coordinator-1');
-  deviceClient = await connect(DEV);
-});
-afterEach(async () => {
-  for (const s of open.splice(0)) await s.close();
-});
-afterAll(async () => {
-  await deviceClient?.endAsync(true);
-  await serverClient?.endAsync(true);
-  await broker?.stop();
-});
+const rig = useBlockRig<Mosquitto>({ start: startMosquitto, protocolVersion: 5, requestFilter: filters.sharedPulls() });
+const serve = (source: TestSource, authorize?: (requestTopic: string, sha256: string) => boolean): Promise<BlockServer> => rig.serve(source, { authorize });
+const pullOpts = rig.pullOpts;
 
 describe('MQTT block transfer (mosquitto)', () => {
   it('pulls a 5 MB file with window 8; every block requested once; progress reaches total', async () => {
@@ -75,17 +29,7 @@ describe('MQTT block transfer (mosquitto)', () => {
     expect(source.reads.length).toBe(80);
   });
 
-  it('re-requests a block that arrives corrupt (signed block list) and the file verifies', async () => {
-    const file = testFile(1024 * 1024, BLOCK);
-    const source = testSource([file]);
-    source.corrupt.set(5, 'once');
-    await serve(source);
-    const sink = createMemoryBlockSink(file.size);
-    await pullFile(pullOpts(file, { sink }));
-    expect(Buffer.from(sink.bytes).equals(file.data)).toBe(true);
-    expect(countBy(source.reads).get(5)).toBe(2);
-    expect(source.reads.length).toBe(17);
-  });
+  it('re-requests a block that arrives corrupt (signed block list) and the file verifies', () => expectCorruptBlockRefetched(rig));
 
   it('without a block list, a corrupt block is caught by the file hash and fetched again in a second pass', async () => {
     const file = testFile(256 * 1024, BLOCK);
@@ -122,14 +66,14 @@ describe('MQTT block transfer (mosquitto)', () => {
       expect(st.errors).toBeGreaterThan(0);
       expect(st.errors).toBe(st.requests);
       expect(source.reads).toEqual([]);
-      await open.pop()!.close();
+      await server.close();
     }
   });
 
   it("refuses a response topic outside the requester's namespace (no reply, counted)", async () => {
     const file = testFile(4096, 1024);
     const server = await serve(testSource([file]));
-    const spy = await connect('spy');
+    const spy = await rig.connect('spy');
     const seen: string[] = [];
     spy.on('message', (t) => seen.push(t));
     await spy.subscribeAsync(`${topics.deviceBlocksPrefix('dev-b')}/#`);
@@ -144,39 +88,7 @@ describe('MQTT block transfer (mosquitto)', () => {
     }
   });
 
-  it('resumes after a client restart from the file sink and ledger: no finished block is fetched again', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-pull-'));
-    try {
-      const file = testFile(2 * 1024 * 1024, BLOCK);
-      const source = testSource([file]);
-      await serve(source);
-      const ledger = createMemoryBlockLedger();
-      const target = path.join(dir, 'weights.bin');
-      const ctl = new AbortController();
-      let atAbort: number[] = [];
-      const sink1 = await createFileBlockSink(target, file.size);
-      const first = pullFile(pullOpts(file, { ledger, sink: sink1, window: 2, blocksPerRequest: 1, signal: ctl.signal, onProgress: (p) => {
-        if (p.received >= 10 && !ctl.signal.aborted) {
-          atAbort = ledger.received();
-          ctl.abort();
-        }
-      } }));
-      await expect(first).rejects.toMatchObject({ code: 'EDGEKT_ERR_TRANSFER', details: { aborted: true } });
-      await sink1.close();
-      await new Promise((r) => setTimeout(r, 200));
-      const readsBefore = source.reads.length;
-      const sink2 = await createFileBlockSink(target, file.size);
-      await pullFile(pullOpts(file, { ledger, sink: sink2 }));
-      await sink2.close();
-      expect(readFileSync(target).equals(file.data)).toBe(true);
-      const later = source.reads.slice(readsBefore);
-      expect(atAbort.length).toBeGreaterThanOrEqual(10);
-      expect(later.filter((i) => atAbort.includes(i))).toEqual([]);
-      expect(later.length).toBeLessThanOrEqual(32 - atAbort.length);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it('resumes after a client restart from the file sink and ledger: no finished block is fetched again', () => expectResumeAfterRestart(rig));
 
   it('survives mosquitto killed mid-transfer and restarted on the same port: finished blocks never requested twice', async () => {
     const file = testFile(5 * 1024 * 1024, BLOCK);
@@ -187,11 +99,11 @@ describe('MQTT block transfer (mosquitto)', () => {
     let atKill: number[] | undefined;
     let restarted: Promise<void> | undefined;
     const reconnects: string[] = [];
-    deviceClient.on('reconnect', () => reconnects.push('device'));
+    rig.device().on('reconnect', () => reconnects.push('device'));
     await pullFile(pullOpts(file, { ledger, sink, window: 4, blocksPerRequest: 2, timeoutMs: 1500, retries: 10, onProgress: (p) => {
       if (!atKill && p.received >= 20) {
         atKill = ledger.received();
-        restarted = broker.kill().then(() => new Promise((r) => setTimeout(r, 500))).then(() => broker.start());
+        restarted = rig.broker().kill().then(() => new Promise((r) => setTimeout(r, 500))).then(() => rig.broker().start());
       }
     } }));
     await restarted;

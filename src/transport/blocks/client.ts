@@ -3,7 +3,8 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import pino from 'pino';
 import { EdgektError, toEdgektError } from '../../core/errors.js';
 import { assemblerFor, type Run } from './assembler.js';
-import { BlockErrorReplySchema, MAX_BLOCKS_PER_REQUEST, PROP_INDEX, PROP_SHA256, knownCode, userProp, type BlockRequest } from './protocol.js';
+import { MAX_BLOCKS_PER_REQUEST, type BlockRequest } from './protocol.js';
+import { decodeReply } from './replies.js';
 import type { PullCommonOptions } from './types.js';
 
 /**
@@ -25,11 +26,13 @@ interface InFlight {
 }
 
 /**
- * Pulls one file block by block over MQTT 5 request/response, resuming from the ledger: only
+ * Pulls one file block by block over MQTT request/response, resuming from the ledger: only
  * blocks it does not list are ever requested. Requests are QoS 0 and sent only while connected,
  * so a broker restart never replays a stale request; what was in flight is asked again on
  * reconnect, and what times out is asked again until `retries` runs out. Resolves once the
- * whole-file sha256 matches.
+ * whole-file sha256 matches. The response topic and correlation always travel in the request body
+ * as well, so a server on an MQTT 3.1.1 connection can answer (with frames); on an MQTT 5
+ * connection they are also sent as properties, which a v5 server prefers.
  */
 export function pullFile(o: PullFileOptions): Promise<void> {
   const log = o.logger ?? pino({ level: 'silent' });
@@ -39,6 +42,8 @@ export function pullFile(o: PullFileOptions): Promise<void> {
   const retries = o.retries ?? 6;
   const asm = assemblerFor(o);
   const responseTopic = `${o.responseTopicPrefix}/${randomBytes(8).toString('hex')}`;
+  // mqtt.js defaults to 4 (3.1.1) when protocolVersion is unset; only 5 has properties.
+  const v5 = o.client.options.protocolVersion === 5;
   const inflight = new Map<string, InFlight>();
   const issued = new Set<string>();
   const timeouts = new Map<number, number>();
@@ -76,8 +81,8 @@ export function pullFile(o: PullFileOptions): Promise<void> {
       issued.add(key);
       const outstanding = new Set(Array.from({ length: run.count }, (_, k) => run.index + k));
       inflight.set(key, { run, outstanding, timer: setTimeout(() => onTimeout(key), timeoutMs) });
-      const req: BlockRequest = { sha256: o.file.sha256, index: run.index, count: run.count, blockSize: o.file.blockSize };
-      o.client.publish(o.requestTopic, JSON.stringify(req), { qos: 0, properties: { responseTopic, correlationData: corr } });
+      const req: BlockRequest = { sha256: o.file.sha256, index: run.index, count: run.count, blockSize: o.file.blockSize, responseTopic, correlation: corr.toString('base64') };
+      o.client.publish(o.requestTopic, JSON.stringify(req), v5 ? { qos: 0, properties: { responseTopic, correlationData: corr } } : { qos: 0 });
     };
 
     const pump = (): void => {
@@ -143,23 +148,10 @@ export function pullFile(o: PullFileOptions): Promise<void> {
 
     function onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
       if (topic !== responseTopic || settled) return;
-      const key = packet.properties?.correlationData?.toString('hex');
-      if (key === undefined || !issued.has(key)) return;
-      const props = packet.properties?.userProperties;
-      const indexProp = userProp(props, PROP_INDEX);
-      if (indexProp === undefined) {
-        let reply: unknown;
-        try {
-          reply = JSON.parse(payload.toString('utf8'));
-        } catch {
-          reply = undefined;
-        }
-        const r = BlockErrorReplySchema.safeParse(reply);
-        const code = r.success ? knownCode(r.data.error.code) : undefined;
-        return fail(new EdgektError(code ?? 'EDGEKT_ERR_TRANSFER', `block server: ${r.success ? r.data.error.message : 'unreadable reply'}`, { remote: true }));
-      }
-      const index = /^\d+$/.test(indexProp) ? Number(indexProp) : -1;
-      onBlock(index, payload, userProp(props, PROP_SHA256)).catch(fail);
+      const reply = decodeReply(payload, packet.properties);
+      if (reply === undefined || !issued.has(reply.key)) return;
+      if (reply.kind === 'error') return fail(new EdgektError(reply.code ?? 'EDGEKT_ERR_TRANSFER', `block server: ${reply.message}`, { remote: true }));
+      onBlock(reply.index, reply.bytes, reply.sha256).catch(fail);
     }
 
     function onConnect(): void {

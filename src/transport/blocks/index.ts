@@ -4,3 +4,4 @@ export { pullFile, type PullFileOptions } from './client.js';
 export { pullFileHttp, type PullFileHttpOptions } from './http.js';
 export { createFileBlockSink, createMemoryBlockLedger, createMemoryBlockSink, type FileBlockSink } from './sinks.js';
 export { BlockRequestSchema, MAX_BLOCKS_PER_REQUEST, type BlockRequest } from './protocol.js';
+export { FRAME_MAGIC, decodeBlockFrame, encodeBlockFrame, type BlockFrameHeader } from './frame.js';

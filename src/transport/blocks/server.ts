@@ -3,8 +3,10 @@ import type { IPublishPacket, MqttClient } from 'mqtt';
 import pino, { type Logger } from 'pino';
 import { EdgektError, toEdgektError, type ErrorCode } from '../../core/errors.js';
 import { topicMatches } from '../topics.js';
+import { encodeBlockFrame } from './frame.js';
 import {
   BlockRequestSchema,
+  BodyRouteSchema,
   MAX_BLOCKS_PER_REQUEST,
   PROP_INDEX,
   PROP_SHA256,
@@ -53,23 +55,43 @@ export interface BlockServer {
 
 class RequestError extends EdgektError {}
 
-function parseRequest(payload: Buffer): BlockRequest {
-  let json: unknown;
+const NOT_JSON = Symbol('not JSON');
+
+function parseJson(payload: Buffer): unknown {
   try {
-    json = JSON.parse(payload.toString('utf8'));
+    return JSON.parse(payload.toString('utf8'));
   } catch {
-    throw new RequestError('EDGEKT_ERR_MALFORMED', 'block request is not JSON');
+    return NOT_JSON;
   }
+}
+
+function parseRequest(json: unknown): BlockRequest {
+  if (json === NOT_JSON) throw new RequestError('EDGEKT_ERR_MALFORMED', 'block request is not JSON');
   const r = BlockRequestSchema.safeParse(json);
   if (!r.success) throw new RequestError('EDGEKT_ERR_MALFORMED', `block request: ${r.error.issues.map((i) => i.message).join('; ')}`);
   return r.data;
 }
 
+/** Where one request's answers go; `framed` when it came without MQTT 5 properties (3.1.1). */
+type Route =
+  | { framed: false; responseTopic: string; correlationData: Buffer | undefined }
+  | { framed: true; responseTopic: string; correlation: string };
+
+/** MQTT 5 properties when present, else the body's fields; undefined when neither names a topic. */
+function routeOf(packet: IPublishPacket, json: unknown): Route | undefined {
+  const p = packet.properties;
+  if (p?.responseTopic) return { framed: false, responseTopic: p.responseTopic, correlationData: p.correlationData };
+  const r = BodyRouteSchema.safeParse(json);
+  return r.success ? { framed: true, ...r.data } : undefined;
+}
+
 /**
- * Serves file blocks over MQTT 5 request/response. Every request is answered on its own response
- * topic with its correlation data: one binary message per block (user properties index and the
- * block's sha256), or one JSON error reply. A request whose response topic is not the requester's
- * own is dropped and counted, so a device can never make the server publish elsewhere.
+ * Serves file blocks over MQTT request/response. Every request is answered on its own response
+ * topic with its correlation: one binary message per block, or one JSON error reply. A request
+ * with MQTT 5 properties gets them back (user properties index and the block's sha256); one
+ * routed by its body (MQTT 3.1.1) gets `EKB1` frames and a correlation field in errors. A request
+ * whose response topic, whichever way given, is not the requester's own is dropped and counted,
+ * so a device can never make the server publish elsewhere.
  */
 export function createBlockServer(o: BlockServerOptions): BlockServer {
   const log = o.logger ?? pino({ level: 'silent' });
@@ -77,15 +99,15 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
   const qos = o.qos ?? 1;
   const stats: BlockServerStats = { requests: 0, blocksServed: 0, bytesServed: 0, refused: 0, errors: 0 };
 
-  const publish = (topic: string, payload: Buffer, properties: NonNullable<IPublishPacket['properties']>): Promise<void> =>
+  const publish = (topic: string, payload: Buffer, properties?: NonNullable<IPublishPacket['properties']>): Promise<void> =>
     new Promise((resolve) => {
-      o.client.publish(topic, payload, { qos, properties }, (err) => {
+      o.client.publish(topic, payload, properties ? { qos, properties } : { qos }, (err) => {
         if (err) log.debug({ err, topic }, 'block reply not sent');
         resolve();
       });
     });
 
-  async function serve(requestTopic: string, req: BlockRequest, responseTopic: string, correlationData: Buffer | undefined): Promise<void> {
+  async function serve(requestTopic: string, req: BlockRequest, route: Route): Promise<void> {
     if (!checkBlockSize(req.blockSize)) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `block size ${req.blockSize} outside 256 B – 128 KB`);
     if (req.count > maxBlocks) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `${req.count} blocks requested, limit ${maxBlocks}`);
     const allowed = o.authorize ? await o.authorize(requestTopic, req.sha256) : true;
@@ -101,29 +123,34 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
       const sha = createHash('sha256').update(bytes).digest('hex');
       stats.blocksServed++;
       stats.bytesServed += bytes.length;
-      sends.push(publish(responseTopic, bytes, { correlationData, userProperties: { [PROP_INDEX]: String(i), [PROP_SHA256]: sha } }));
+      sends.push(
+        route.framed
+          ? publish(route.responseTopic, encodeBlockFrame({ index: i, sha256: sha, correlation: route.correlation }, bytes))
+          : publish(route.responseTopic, bytes, { correlationData: route.correlationData, userProperties: { [PROP_INDEX]: String(i), [PROP_SHA256]: sha } }),
+      );
     }
     await Promise.all(sends);
   }
 
   async function onRequest(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
     stats.requests++;
-    const responseTopic = packet.properties?.responseTopic;
-    if (!responseTopic || !o.allowResponseTopic(topic, responseTopic)) {
+    const json = parseJson(payload);
+    const route = routeOf(packet, json);
+    if (!route || !o.allowResponseTopic(topic, route.responseTopic)) {
       stats.refused++;
-      log.warn({ topic, responseTopic }, 'block request refused: response topic not allowed');
+      log.warn({ topic, responseTopic: route?.responseTopic }, 'block request refused: response topic not allowed');
       return;
     }
-    const correlationData = packet.properties?.correlationData;
     try {
-      await serve(topic, parseRequest(payload), responseTopic, correlationData);
+      await serve(topic, parseRequest(json), route);
     } catch (e) {
       stats.errors++;
       const err = e instanceof RequestError ? e : toEdgektError(e);
       const code: ErrorCode = e instanceof RequestError ? err.code : 'EDGEKT_ERR_INTERNAL';
       log.info({ topic, code, message: err.message }, 'block request failed');
-      const reply: BlockErrorReply = { error: { code, message: err.message } };
-      await publish(responseTopic, Buffer.from(JSON.stringify(reply)), { correlationData, contentType: 'application/json' });
+      const reply: BlockErrorReply = { error: { code, message: err.message }, ...(route.framed ? { correlation: route.correlation } : {}) };
+      const json = Buffer.from(JSON.stringify(reply));
+      await (route.framed ? publish(route.responseTopic, json) : publish(route.responseTopic, json, { correlationData: route.correlationData, contentType: 'application/json' }));
     }
   }
 
