@@ -94,15 +94,16 @@ describe('edge agent end to end (real mosquitto, real agent process)', () => {
     (tampered.manifest as { version: number }).version += 1000;
     const bigFile = good();
     bigFile.files = bigFile.files.map((f) => ({ ...f, size: 2000 * 2 ** 30, blockSize: 128 * 1024, blocks: undefined as never }));
+    // The server holds bytes under a sha256 they do not have: every block and the file fail their hashes.
     const badHash = good();
-    badHash.files = badHash.files.map((f) => ({ ...f, sha256: 'f'.repeat(64), blocks: undefined as never }));
+    badHash.files = badHash.files.map((f, i) => ({ ...f, sha256: String(i).repeat(64).slice(0, 64).replace(/[^0-9a-f]/g, 'e'), blocks: undefined as never }));
+    badHash.files.forEach((f, i) => files.set(f.sha256, teacher.files[i]!.bytes.map((b) => b ^ 1)));
     const cases: Array<[string, string, string]> = [
       ['r-malformed', '{"type":"compress", nope', 'EDGEKT_ERR_MALFORMED'],
       ['r-unsigned', job('r-unsigned', { manifest: { manifest: good() } }), 'EDGEKT_ERR_UNSIGNED'],
       ['r-unknown-key', job('r-unknown-key', { manifest: signManifest(good(), other.privateKey) }), 'EDGEKT_ERR_UNKNOWN_KEY'],
       ['r-bad-sig', job('r-bad-sig', { manifest: tampered }), 'EDGEKT_ERR_SIGNATURE'],
       ['r-expired', job('r-expired', { manifest: signed(good({ expires: new Date(Date.now() - 1000).toISOString(), issuedAt: new Date(Date.now() - 5000).toISOString() })) }), 'EDGEKT_ERR_EXPIRED'],
-      ['r-replay', job('r-replay', { manifest: signed(good({ version: 1 })) }), 'EDGEKT_ERR_REPLAY'],
       ['r-other-device', job('r-other-device', { manifest: signed(good({ target: { devices: ['dev2'] } })) }), 'EDGEKT_ERR_WRONG_TARGET'],
       ['r-too-large', job('r-too-large', { manifest: signed(bigFile) }), 'EDGEKT_ERR_TOO_LARGE'],
       ['r-dataset', job('r-dataset', { dataset: 'cats' }), 'EDGEKT_ERR_DATASET_UNKNOWN'],
@@ -121,6 +122,10 @@ describe('edge agent end to end (real mosquitto, real agent process)', () => {
     }
     await send(job('after-refusals'));
     expect((await final('after-refusals')).state).toBe('succeeded');
+    // An older version of a teacher this device has accepted since: a replay.
+    await send(job('r-replay', { manifest: signed(good({ version: version - 2 })) }));
+    const r = await final('r-replay', 60_000);
+    expect([r.state, (r.error as { code?: string } | undefined)?.code]).toEqual(['rejected', 'EDGEKT_ERR_REPLAY']);
   }, 400_000);
 
   it('refuses a teacher the model loader refuses, and one that needs more disk than there is', async () => {

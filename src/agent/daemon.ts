@@ -117,7 +117,7 @@ export function createAgent(o: AgentOptions): Agent {
         return false;
       }
       return true;
-    })();
+    }).immediate();
     pump?.kick();
     if (created) enqueue(msg.jobId);
   }

@@ -21,6 +21,7 @@ import { manifestForDir } from '../transport/manifest-dir.js';
 import { inspectModelDir } from '../model/io.js';
 import { parseCompressJobSpec, type CompressJobSpec } from '../config/job-spec.js';
 import type { CompressJobResult, CompressJobRunner } from './runner.js';
+import type { PipelineEvent } from '../compress/pipeline.js';
 
 /** What the job row keeps of a compress message, parsed back with zod (persisted JSON is not cast). */
 const StoredSpecSchema = z.object({ settings: z.record(z.string(), z.unknown()).default({}), datasetSpec: z.string() }).passthrough();
@@ -66,6 +67,15 @@ export const isRefusal = (code: string): boolean => REFUSALS.has(code);
  * update to the outbox in the same transaction.
  */
 export function createExecutor(d: ExecutorDeps) {
+  /** Progress is best effort: a failed write is logged, never thrown into the worker's event stream. */
+  const note = (jobId: string, progress: unknown, force = false): void => {
+    try {
+      d.jobs.progress(jobId, progress, { force });
+    } catch (e) {
+      d.logger.warn({ jobId, err: e instanceof Error ? e.message : String(e) }, 'progress not recorded');
+    }
+  };
+
   const advance = (jobId: string, to: JobState): Job => {
     const job = d.jobs.get(jobId)!;
     if (ORDER.indexOf(to) <= ORDER.indexOf(job.state)) return job;
@@ -92,15 +102,20 @@ export function createExecutor(d: ExecutorDeps) {
       const ledger = createBlockLedger(d.db, `${job.jobId}:${f.path}`, blocks);
       const sink = await createFileBlockSink(path.join(dir, f.path), f.size);
       const onProgress = (p: { received: number; total: number }): void => {
-        d.jobs.progress(job.jobId, { stage: 'download', done: before + p.received, total: totalBlocks, blocks: { received: before + p.received, total: totalBlocks } });
+        const received = before + p.received;
+        note(job.jobId, { stage: 'download', done: received, total: totalBlocks, blocks: { received, total: totalBlocks } }, received === totalBlocks);
       };
       const common = { file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger, sink, signal, onProgress };
-      if (f.url) await pullFileHttp({ ...common, url: f.url });
-      else {
-        await pullFile({
-          ...common, client: d.client, requestTopic: topics.pull(d.deviceId),
-          responseTopicPrefix: topics.deviceBlocks(d.deviceId, job.jobId.replace(/[^A-Za-z0-9._:-]/g, '_')), window: d.window,
-        });
+      try {
+        if (f.url) await pullFileHttp({ ...common, url: f.url });
+        else {
+          await pullFile({
+            ...common, client: d.client, requestTopic: topics.pull(d.deviceId),
+            responseTopicPrefix: topics.deviceBlocks(d.deviceId, job.jobId.replace(/[^A-Za-z0-9._:-]/g, '_')), window: d.window,
+          });
+        }
+      } finally {
+        await sink.close();
       }
       before += blocks;
     }
@@ -112,13 +127,20 @@ export function createExecutor(d: ExecutorDeps) {
       checkpoints: { kind: 'sqlite', file: d.dbFile, runId: job.jobId },
       signal,
       onEvent: (e) => {
-        if (e.type === 'stage-start' && PIPELINE_STATE[e.stage]) advance(job.jobId, PIPELINE_STATE[e.stage]!);
-        else if (e.type === 'stage-done' && e.stage === 'prune') advance(job.jobId, 'benchmarking');
-        else if (e.type === 'progress') d.jobs.progress(job.jobId, { stage: e.progress.stage, done: e.progress.done, total: e.progress.total, ...(e.progress.detail ? { detail: e.progress.detail } : {}) });
-        else if (e.type === 'iteration') d.jobs.progress(job.jobId, { stage: 'prune', done: e.record.iteration, total: 0, detail: `${e.record.figures.params} params, p95 ${e.record.figures.latencyP95Ms.toFixed(2)} ms` });
+        try {
+          onPipelineEvent(e);
+        } catch (err) {
+          d.logger.error({ jobId: job.jobId, err: err instanceof Error ? err.message : String(err) }, 'pipeline event not applied');
+        }
       },
       onLog: (line) => d.logger.debug({ jobId: job.jobId, worker: line }, 'worker'),
     });
+    function onPipelineEvent(e: PipelineEvent): void {
+        if (e.type === 'stage-start' && PIPELINE_STATE[e.stage]) advance(job.jobId, PIPELINE_STATE[e.stage]!);
+        else if (e.type === 'stage-done' && e.stage === 'prune') advance(job.jobId, 'benchmarking');
+        else if (e.type === 'progress') note(job.jobId, { stage: e.progress.stage, done: e.progress.done, total: e.progress.total, ...(e.progress.detail ? { detail: e.progress.detail } : {}) });
+        else if (e.type === 'iteration') note(job.jobId, { stage: 'prune', done: e.record.iteration, total: 0, detail: `${e.record.figures.params} params, p95 ${e.record.figures.latencyP95Ms.toFixed(2)} ms` });
+    }
   }
 
   async function report(job: Job, result: CompressJobResult): Promise<void> {

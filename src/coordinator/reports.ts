@@ -95,10 +95,14 @@ export function createReportHandler(o: ReportHandlerOptions) {
         const dest = path.join(o.artifactsDir, f.sha256);
         const tmp = `${dest}.${o.coordinatorId}.part`;
         const sink = await createFileBlockSink(tmp, f.size);
-        await pullFile({
+        try {
+          await pullFile({
           client: o.client, requestTopic: topics.serve(deviceId), responseTopicPrefix: topics.coordinatorBlocks(o.coordinatorId, jobId.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 100)),
           file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger: createMemoryBlockLedger(), sink,
-        });
+          });
+        } finally {
+          await sink.close();
+        }
         await rename(tmp, dest);
         await o.store.putArtifact({ sha256: f.sha256, kind: 'file', name: `${m.name}/${f.path}`, version: 1, size: f.size, location: dest, manifest: { path: f.path } });
       }

@@ -71,7 +71,8 @@ export interface JobStore {
    * A paused job may still change state (the worker pauses between stages); a terminal state clears the pause.
    */
   transition(jobId: string, to: JobState, detail?: TransitionDetail): Job;
-  progress(jobId: string, progress: unknown): Job;
+  /** `force` sends now whatever the rate limit (a stage's last figure, e.g. all blocks received). */
+  progress(jobId: string, progress: unknown, options?: { force?: boolean }): Job;
   pause(jobId: string, reason: string): Job;
   resume(jobId: string): Job;
   get(jobId: string): Job | null;
@@ -240,11 +241,11 @@ export function createJobStore(db: Db, options: JobStoreOptions): JobStore {
     return publicJob(next);
   });
 
-  const progress = db.transaction((jobId: string, value: unknown) => {
+  const progress = db.transaction((jobId: string, value: unknown, force: boolean) => {
     const job = mustLoad(jobId);
     mustBeActive(job, 'report progress of');
     setProgress.run(toJson(value, 'progress'), clock.now(), jobId);
-    const due = job.progressSentAt === null || clock.now() - job.progressSentAt >= interval;
+    const due = force || job.progressSentAt === null || clock.now() - job.progressSentAt >= interval;
     return publicJob(due ? sendProgress(jobId, job.pausedReason) : mustLoad(jobId));
   });
 
@@ -255,13 +256,16 @@ export function createJobStore(db: Db, options: JobStoreOptions): JobStore {
     return publicJob(sendProgress(jobId, reason));
   });
 
+  // Every transaction reads, then writes: IMMEDIATE takes the write lock first, so a writer on another
+  // connection (the job's worker saving checkpoints) makes it wait (busy_timeout) instead of failing
+  // with SQLITE_BUSY on the read-to-write upgrade.
   return {
     outbox,
-    receive: (jobId, spec, manifest) => receive(jobId, spec, manifest),
-    transition: (jobId, to, detail = {}) => transition(jobId, to, detail),
-    progress: (jobId, value) => progress(jobId, value),
-    pause: (jobId, reason) => setPaused(jobId, reason),
-    resume: (jobId) => setPaused(jobId, null),
+    receive: (jobId, spec, manifest) => receive.immediate(jobId, spec, manifest),
+    transition: (jobId, to, detail = {}) => transition.immediate(jobId, to, detail),
+    progress: (jobId, value, o) => progress.immediate(jobId, value, o?.force ?? false),
+    pause: (jobId, reason) => setPaused.immediate(jobId, reason),
+    resume: (jobId) => setPaused.immediate(jobId, null),
     get: (jobId) => {
       const job = load(jobId);
       return job ? publicJob(job) : null;

@@ -105,7 +105,7 @@ export function createOutbox(db: Db, options: OutboxOptions): Outbox {
       return pendingStmt.all(Math.max(1, Math.floor(limit))).map(toRow);
     },
     markDelivered(id) {
-      markTx(id);
+      markTx.immediate(id);
     },
     counts() {
       const c = z.object({ p: z.number(), d: z.number() }).parse(countStmt.get());

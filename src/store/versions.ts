@@ -41,6 +41,6 @@ export function createVersionStore(db: Db, options: { clock: Clock }): VersionSt
   });
   return {
     lastAccepted: last,
-    accept: (name, version, jobId) => accept(name, version, jobId ?? null),
+    accept: (name, version, jobId) => accept.immediate(name, version, jobId ?? null),
   };
 }

@@ -127,7 +127,7 @@ export function agentHarness(o: { brokerUrl: string; deviceId?: string; profile:
   const h: AgentHarness = {
     dir, deviceId, fleet, configFile, proc: null, log: [],
     async start() {
-      const p = spawn(process.execPath, [BIN, '--backend', 'cpu', 'agent', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EDGEKT_DEBUG: '1' } });
+      const p = spawn(process.execPath, [BIN, '--backend', 'wasm', 'agent', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EDGEKT_DEBUG: '1' } });
       h.proc = p;
       p.stdout!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
       p.stderr!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
