@@ -9,6 +9,7 @@ import { closestIndexOf, deployedProbe, runPruneLoop, type CostProbe, type Figur
 import { loadStage, PruneMetaSchema, saveStage, StageMetaSchema, TeacherStageSchema, type PruneMeta, type StageMeta, type TeacherStageMeta } from './pipeline/checkpoint-meta.js';
 import type { ImportanceKind } from './prune/index.js';
 import { buildReport, type CompressReport, type StageSummary } from './report/index.js';
+import { decodeDistillState, encodeDistillState, type DistillCheckpointOptions, type DistillState } from './distill/index.js';
 
 export interface StageProgress {
   stage: string;
@@ -20,7 +21,8 @@ export interface StageProgress {
 /** The training stages, injected so tests (and devices) can swap them. */
 export interface PipelineStages {
   lighten(teacher: tf.LayersModel): Promise<tf.LayersModel>;
-  distill(teacher: tf.LayersModel, student: tf.LayersModel, train: ImageSet, onProgress: (p: StageProgress) => void): Promise<void>;
+  /** `checkpoint`: in-stage saves and the state to resume from (the pipeline builds it on its store). */
+  distill(teacher: tf.LayersModel, student: tf.LayersModel, train: ImageSet, onProgress: (p: StageProgress) => void, checkpoint?: DistillCheckpointOptions): Promise<void>;
   /** Fine-tuner for the pruning loop (multi-level KD by default). */
   fineTuner(teacher: tf.LayersModel, train: ImageSet): FineTuner;
   /** Top-1 accuracy, or null for unlabeled data. */
@@ -70,6 +72,8 @@ export interface CompressOptions {
    */
   signal?: AbortSignal;
   clock?: Clock;
+  /** Seconds between in-stage checkpoints of the distillation (a kill loses at most this much). Default 60. */
+  distillCheckpointSeconds?: number;
 }
 
 export interface CompressResult {
@@ -79,6 +83,8 @@ export interface CompressResult {
 }
 
 const pruneStage = (i: number): string => `prune-${String(i).padStart(3, '0')}`;
+/** The distillation's in-stage checkpoint (removed once the stage's own checkpoint is written). */
+const DISTILL_PROGRESS = 'distill-progress';
 
 function firstN(set: ImageSet, n: number | undefined): ImageSet {
   if (n === undefined || n >= set.count) return set;
@@ -105,6 +111,33 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
   const checkpoint = async (stage: string, model: tf.LayersModel | null, meta: unknown): Promise<void> => {
     await saveStage(o.store, stage, model, meta);
     safePoint(`after checkpoint ${stage}`);
+  };
+
+  /**
+   * In-stage saves of the distillation (weights, adapters, Adam slots, RNG and position), so a kill
+   * loses minutes, not the stage. A saved state that no longer fits the run is dropped with a log
+   * line and the stage starts over.
+   */
+  const distillCheckpoint = async (): Promise<DistillCheckpointOptions> => {
+    let load: DistillState | null = null;
+    const prev = o.resume ? await o.store.load(DISTILL_PROGRESS) : null;
+    if (prev?.model) {
+      try {
+        load = decodeDistillState({ meta: prev.meta, weights: prev.model.weights });
+      } catch {
+        load = null;
+      }
+    }
+    return {
+      everySeconds: o.distillCheckpointSeconds ?? 60,
+      clock,
+      load,
+      save: async (state) => {
+        const e = encodeDistillState(state);
+        await o.store.save(DISTILL_PROGRESS, { meta: e.meta, model: { modelJson: '', weights: e.weights } });
+        emit({ type: 'progress', progress: { stage: 'distill', done: state.position.globalStep, total: 0, detail: 'checkpoint saved' } });
+      },
+    };
   };
 
   try {
@@ -142,11 +175,12 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
         student = await o.stages.lighten(o.teacher);
         owned.push(student);
       } else {
-        await o.stages.distill(o.teacher, student!, train, (progress) => emit({ type: 'progress', progress }));
+        await o.stages.distill(o.teacher, student!, train, (progress) => emit({ type: 'progress', progress }), await distillCheckpoint());
       }
       const meta: StageMeta = { seconds: (clock.hrMs() - t0) / 1000, params: student!.countParams() };
       stages.push({ name: stage, ...meta });
       await checkpoint(stage, student, meta);
+      if (stage === 'distill') await o.store.remove(DISTILL_PROGRESS);
       emit({ type: 'stage-done', stage, resumed: false });
     }
 

@@ -27,6 +27,7 @@ export const JOB_SPEC_DEFAULTS = {
   roundTo: 4,
   latencyAware: false,
   runs: 30,
+  checkpointSeconds: 60,
   resume: false,
 } as const;
 
@@ -70,6 +71,8 @@ export const CompressJobSpecSchema = z.strictObject({
   /** Train on at most this many training samples. */
   trainLimit: posInt.optional(),
   valFraction: z.number().gt(0).lt(1).optional(),
+  /** Seconds between in-stage checkpoints of the distillation: what a kill can lose at most. */
+  checkpointSeconds: z.number().positive().max(3600).default(D.checkpointSeconds),
   /** Continue from the checkpoints of the same run instead of starting over. */
   resume: z.boolean().default(D.resume),
 });

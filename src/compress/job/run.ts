@@ -94,6 +94,7 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
       ...(spec.evalLimit ? { evalLimit: spec.evalLimit } : {}),
       ...(deps.signal ? { signal: deps.signal } : {}),
       ...(deps.clock ? { clock: deps.clock } : {}),
+      distillCheckpointSeconds: spec.checkpointSeconds,
       onEvent: emit,
     });
     let student: ModelBytes;

@@ -51,8 +51,9 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
   const hints = o.hints ?? 'auto';
   return {
     lighten: async (teacher) => (await lighten(teacher, { seed, ...o.lighten })).student,
-    distill: async (teacher, student, train, onProgress) => {
+    distill: async (teacher, student, train, onProgress, checkpoint) => {
       await distill(teacher, student, train, {
+        ...(checkpoint ? { checkpoint } : {}),
         temperature: PIPELINE_DISTILL.temperature,
         ...o.distill,
         schedule: o.schedule ?? PIPELINE_DISTILL.schedule,
