@@ -75,6 +75,8 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ maxArtifactBytes: 512 * 2 ** 20, minFreeDiskBytes: 64 * 2 ** 20, window: 8 }),
+    /** At most one progress update per job per this many seconds (state changes always go at once). */
+    progressSeconds: z.number().min(0.1).max(3600).default(2),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
