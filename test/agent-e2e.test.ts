@@ -71,6 +71,9 @@ describe('edge agent end to end (real mosquitto, real agent process)', () => {
     const blocks = progress.flatMap((p) => (p?.blocks ? [p.blocks] : []));
     expect(blocks.length).toBeGreaterThan(0);
     expect(blocks[blocks.length - 1]!.received).toBe(blocks[blocks.length - 1]!.total);
+    // Updates go out as they happen, not in a burst at the end: distilling was heard well before succeeded.
+    const heard = (state: string): number => updates.all.find((u) => u.jobId === 'happy-1' && u.kind === 'state' && u.state === state)!.receivedAt as number;
+    expect(heard('succeeded') - heard('distilling')).toBeGreaterThan(1000);
     const result = end.result as { met: boolean; report: { student: { params: number }; teacher: { params: number } }; student: { manifest: { kind: string; name: string } } };
     expect(result.met).toBe(true);
     expect(result.report.student.params).toBeLessThan(result.report.teacher.params);

@@ -32,6 +32,19 @@ describe('job transition table', () => {
 });
 
 describe('createJobStore', () => {
+  it('tells its listener after each committed write that enqueued (so the pump is kicked), never inside an outer transaction', () => {
+    t = tempDb();
+    const clock = manualClock();
+    let told = 0;
+    const jobs = createJobStore(t.db, { clock, updateTopic: topic, progressIntervalMs: 0, onEnqueue: () => void told++ });
+    jobs.receive('j1', {}, {});
+    jobs.transition('j1', 'downloading');
+    jobs.progress('j1', { done: 1 });
+    expect(told).toBe(3);
+    t.db.transaction(() => jobs.transition('j1', 'verified'))();
+    expect(told).toBe(3);
+  });
+
   it('receive is idempotent: a redelivery creates no second job and no second message', () => {
     const { jobs } = setup();
     const first = jobs.receive('j1', { profile: 'pi4' }, { version: 3 });

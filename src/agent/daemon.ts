@@ -195,7 +195,7 @@ export function createAgent(o: AgentOptions): Agent {
       await mkdir(c.stateDir, { recursive: true });
       const dbFile = path.join(c.stateDir, 'agent.db');
       db = openDatabase(dbFile);
-      jobs = createJobStore(db, { clock, updateTopic: (jobId) => topics.jobUpdate(id, jobId), progressIntervalMs: c.progressSeconds * 1000 });
+      jobs = createJobStore(db, { clock, updateTopic: (jobId) => topics.jobUpdate(id, jobId), progressIntervalMs: c.progressSeconds * 1000, onEnqueue: () => pump?.kick() });
       client = mqtt.connect(c.broker.url, deviceClientOptions(c, o.secrets, { topic: topics.status(id), status: status('offline') }));
       const cl = client;
       pump = createOutboxPump({

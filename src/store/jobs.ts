@@ -61,6 +61,8 @@ export interface JobStoreOptions {
   /** At most one progress message per job per interval; the row itself is always updated. Default 2000. */
   progressIntervalMs?: number;
   keepDelivered?: number;
+  /** Told after every committed write that enqueued a message (the agent kicks its outbox pump). */
+  onEnqueue?: () => void;
 }
 
 export interface JobStore {
@@ -256,16 +258,22 @@ export function createJobStore(db: Db, options: JobStoreOptions): JobStore {
     return publicJob(sendProgress(jobId, reason));
   });
 
+  // Outside any transaction of ours: the write is committed when the listener hears of it.
+  const notify = <T>(result: T): T => {
+    if (db.inTransaction) return result;
+    options.onEnqueue?.();
+    return result;
+  };
   // Every transaction reads, then writes: IMMEDIATE takes the write lock first, so a writer on another
   // connection (the job's worker saving checkpoints) makes it wait (busy_timeout) instead of failing
   // with SQLITE_BUSY on the read-to-write upgrade.
   return {
     outbox,
-    receive: (jobId, spec, manifest) => receive.immediate(jobId, spec, manifest),
-    transition: (jobId, to, detail = {}) => transition.immediate(jobId, to, detail),
-    progress: (jobId, value, o) => progress.immediate(jobId, value, o?.force ?? false),
-    pause: (jobId, reason) => setPaused.immediate(jobId, reason),
-    resume: (jobId) => setPaused.immediate(jobId, null),
+    receive: (jobId, spec, manifest) => notify(receive.immediate(jobId, spec, manifest)),
+    transition: (jobId, to, detail = {}) => notify(transition.immediate(jobId, to, detail)),
+    progress: (jobId, value, o) => notify(progress.immediate(jobId, value, o?.force ?? false)),
+    pause: (jobId, reason) => notify(setPaused.immediate(jobId, reason)),
+    resume: (jobId) => notify(setPaused.immediate(jobId, null)),
     get: (jobId) => {
       const job = load(jobId);
       return job ? publicJob(job) : null;

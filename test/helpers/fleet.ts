@@ -71,7 +71,7 @@ export function collectUpdates(client: MqttClient, deviceId: string): Updates {
   client.subscribe(`edgekt/v1/devices/${deviceId}/jobs/+/update`, { qos: 1 });
   client.on('message', (topic, payload) => {
     if (!topic.endsWith('/update')) return;
-    all.push(JSON.parse(payload.toString('utf8')));
+    all.push({ ...JSON.parse(payload.toString('utf8')), receivedAt: Date.now() });
     waiters.splice(0).forEach((w) => w());
   });
   return {
