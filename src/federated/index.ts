@@ -1,0 +1,2 @@
+export * from './weights.js';
+export * from './index-map.js';
