@@ -2,14 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { parseRoundConfig, UpdateHeaderSchema } from '../src/config/federated.js';
 import { createRng, normal } from '../src/core/random.js';
 import {
+  aggregate,
   aggregateOptionsFor,
   decodeFloat16,
   decodeUpdate,
   encodeFloat16,
   encodeUpdate,
   fromFloat16Bits,
+  l2Norm,
   tensor,
+  toDeltaUpdate,
   toFloat16Bits,
+  zipWeights,
   validateUpdate,
   type ClientUpdate,
 } from '../src/federated/index.js';
@@ -75,6 +79,23 @@ describe('binary update format', () => {
     for (const [name, t] of Object.entries(update.weights)) {
       back.weights[name]!.values.forEach((v, i) => expect(Math.abs(v - t.values[i]!)).toBeLessThanOrEqual(Math.abs(t.values[i]!) * 2 ** -11));
     }
+  });
+
+  it('float16 of a delta keeps a small fine-tuning step that float16 of the weights loses', () => {
+    const rng = createRng(9);
+    const n = 256;
+    const global = { w: tensor([n], Array.from({ length: n }, () => 0.75 + 0.2 * normal(rng))) };
+    const step = { w: tensor([n], Array.from({ length: n }, () => 1e-4 * normal(rng))) };
+    const trained: ClientUpdate = { clientId: 'd', round: 1, numSamples: 1, weights: zipWeights(global, step, (g, d) => g + d) };
+    const roundTrip = (u: ClientUpdate): ClientUpdate => decodeUpdate(encodeUpdate(u, { roundId: 'r', encoding: 'float16' })).update;
+    const stepError = (u: ClientUpdate): number => {
+      const w = aggregate(global, [u], { round: 1, strategy: { kind: 'fedavg' } }).weights;
+      return l2Norm(zipWeights(zipWeights(w, global, (a, b) => a - b), step, (a, b) => a - b)) / l2Norm(step);
+    };
+    const asDelta = roundTrip(toDeltaUpdate(global, trained));
+    expect(asDelta.isDelta).toBe(true);
+    expect(stepError(asDelta)).toBeLessThan(0.01);
+    expect(stepError(roundTrip(trained))).toBeGreaterThan(0.5);
   });
 
   it('refuses broken payloads with EDGEKT_ERR_UPDATE_FORMAT', () => {

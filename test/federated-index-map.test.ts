@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { lighten } from '../src/compress/lighten/index.js';
 import { applyPlan, buildDependencyGraph, pruneStep, type PrunePlan } from '../src/compress/prune/index.js';
 import {
+  aggregate,
   composeKept,
   globalOffsets,
   indexMapFromKept,
@@ -115,8 +116,17 @@ describe('index maps', () => {
       const prefix: IndexMap = indexMapFromKept(graph, specs, prefixKept(composeKept(graph, plans)));
       const sliced = sliceForDevice(weightSetFromModel(global), prefix);
       for (const [name, t] of Object.entries(weightSetFromModel(pruned))) expect(sliced[name]!.shape, name).toEqual(t.shape);
+      const before = tf.memory().numTensors;
       setModelWeights(pruned, sliced);
+      expect(tf.memory().numTensors).toBe(before);
       expectSameWeights(weightSetFromModel(pruned), sliced);
+
+      // A device sending back exactly its slice leaves the global model unchanged, through the validator.
+      const globalSet = weightSetFromModel(global);
+      const own = sliceForDevice(globalSet, map);
+      const r = aggregate(globalSet, [{ clientId: 'd', round: 0, numSamples: 3, weights: own, indexMap: map }], { round: 0, strategy: { kind: 'fedavg' } });
+      expect(r.dropped).toEqual([]);
+      expectSameWeights(r.weights, globalSet);
       global.dispose();
       pruned.dispose();
     });

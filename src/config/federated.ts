@@ -94,6 +94,8 @@ export const UpdateHeaderSchema = z
     clientId: Id,
     numSamples: z.number().int().positive(),
     encoding: z.enum(['float32', 'float16']),
+    /** `delta`: values are weights − the round's global slice (small, so float16 keeps them). */
+    payload: z.enum(['weights', 'delta']).default('weights'),
     tensors: z.array(UpdateTensorHeaderSchema).min(1),
     /** Local metrics (loss, accuracy, seconds) for the round report; never aggregated. */
     metrics: z.record(z.string(), z.number()).default({}),

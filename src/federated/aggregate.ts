@@ -1,5 +1,6 @@
 import { FedAdamSettingsSchema, type RoundConfig } from '../config/federated.js';
 import { clipUpdate } from './clip.js';
+import { toWeightsUpdate } from './delta.js';
 import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
 import { maskedMean, maskedMedian, maskedTrimmedMean } from './reduce.js';
 import { validateUpdate, type ClientUpdate, type UpdateProblem } from './validate.js';
@@ -51,7 +52,7 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
     if (seen.has(u.clientId)) problems.push({ code: 'EDGEKT_ERR_UPDATE_DUPLICATE', message: `second update from ${u.clientId} in round ${options.round}` });
     seen.add(u.clientId);
     if (problems.length > 0) dropped.push({ clientId: u.clientId, problems });
-    else valid.push(u);
+    else valid.push(toWeightsUpdate(global, u));
   }
   const clipped: AggregateResult['clipped'] = [];
   if (options.clip !== undefined) {

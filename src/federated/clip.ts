@@ -1,12 +1,7 @@
 import { normal, type Rng } from '../core/random.js';
-import { sliceForDevice } from './index-map.js';
+import { deltaOf, toWeightsUpdate } from './delta.js';
 import type { ClientUpdate } from './validate.js';
 import { l2Norm, zipWeights, type WeightSet, type WeightTensor } from './weights.js';
-
-/** `update − global`, on the coordinates the update holds. */
-export function deltaOf(global: WeightSet, update: ClientUpdate): Record<string, WeightTensor> {
-  return zipWeights(update.weights, sliceForDevice(global, update.indexMap), (w, g) => w - g);
-}
 
 export interface ClipResult {
   update: ClientUpdate;
@@ -15,8 +10,10 @@ export interface ClipResult {
   clipped: boolean;
 }
 
+/** Same form as `update` came in (weights or delta), with `delta` as its change. */
 function withDelta(global: WeightSet, update: ClientUpdate, delta: WeightSet): ClientUpdate {
-  return { ...update, weights: zipWeights(delta, sliceForDevice(global, update.indexMap), (d, g) => d + g) };
+  const asDelta: ClientUpdate = { ...update, weights: delta, isDelta: true };
+  return update.isDelta ? asDelta : toWeightsUpdate(global, asDelta);
 }
 
 function clippedDelta(global: WeightSet, update: ClientUpdate, maxNorm: number): { delta: Record<string, WeightTensor>; norm: number; clipped: boolean } {

@@ -25,7 +25,11 @@ function formatError(message: string): never {
   throw new EdgektError('EDGEKT_ERR_UPDATE_FORMAT', message);
 }
 
-/** Encodes an update; float16 refuses values it would turn into Infinity rather than send them. */
+/**
+ * Encodes an update as it is (weights or delta). Pass float16 a delta (`toDeltaUpdate`): a
+ * fine-tuning step is far below the float16 resolution of the weights themselves. Refuses values
+ * float16 would turn into Infinity rather than send them.
+ */
 export function encodeUpdate(update: ClientUpdate, options: EncodeOptions): Uint8Array {
   const names = Object.keys(update.weights);
   const header: UpdateHeader = {
@@ -36,6 +40,7 @@ export function encodeUpdate(update: ClientUpdate, options: EncodeOptions): Uint
     clientId: update.clientId,
     numSamples: update.numSamples,
     encoding: options.encoding,
+    payload: update.isDelta ? 'delta' : 'weights',
     tensors: names.map((name) => {
       const axes = update.indexMap?.[name];
       return { name, shape: [...update.weights[name]!.shape], ...(axes ? { indices: axes.map((a) => (a ? [...a] : null)) } : {}) };
@@ -109,6 +114,6 @@ export function decodeUpdate(bytes: Uint8Array): DecodedUpdate {
     if (t.indices) indexMap[t.name] = t.indices;
   }
   const map: IndexMap | undefined = Object.keys(indexMap).length > 0 ? indexMap : undefined;
-  const update: ClientUpdate = { clientId: header.clientId, round: header.round, numSamples: header.numSamples, weights, ...(map ? { indexMap: map } : {}) };
+  const update: ClientUpdate = { clientId: header.clientId, round: header.round, numSamples: header.numSamples, weights, ...(map ? { indexMap: map } : {}), ...(header.payload === 'delta' ? { isDelta: true } : {}) };
   return { header, update };
 }

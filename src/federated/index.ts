@@ -2,6 +2,7 @@ export * from './weights.js';
 export * from './index-map.js';
 export * from './validate.js';
 export * from './reduce.js';
+export * from './delta.js';
 export * from './clip.js';
 export * from './fedprox.js';
 export * from './fedadam.js';

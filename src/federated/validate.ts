@@ -8,8 +8,9 @@ export interface ClientUpdate {
   round: number;
   /** Local training examples: the FedAvg weight. */
   numSamples: number;
-  /** The device's trained weights (not deltas), shaped as its pruned model. */
+  /** The device's trained weights, shaped as its pruned model; with `isDelta`, weights − global slice. */
   weights: WeightSet;
+  isDelta?: boolean;
   /** Absent = the device holds the whole global model. */
   indexMap?: IndexMap;
 }
