@@ -49,6 +49,12 @@ export const ERROR_CODES = {
   EDGEKT_ERR_STORE: 'the local store is unusable or inconsistent (schema newer than this build, a row failing its schema, a ledger size mismatch)',
   EDGEKT_ERR_PUBLISH_TIMEOUT: 'an outbox message was not acknowledged by the broker in time',
   EDGEKT_ERR_JOB_SPEC: 'a compression job spec is invalid (the message names each bad field)',
+  EDGEKT_ERR_UPDATE_NONFINITE: 'a federated update carries NaN or Infinity (or a value float16 cannot hold)',
+  EDGEKT_ERR_UPDATE_SHAPE: 'a federated update has a missing, extra or wrongly shaped tensor',
+  EDGEKT_ERR_UPDATE_INDEX_MAP: 'a federated update index map does not match the global model or its own payload',
+  EDGEKT_ERR_UPDATE_STALE: 'a federated update belongs to another round than the one being aggregated',
+  EDGEKT_ERR_UPDATE_DUPLICATE: 'a second federated update from the same client in one round',
+  EDGEKT_ERR_UPDATE_FORMAT: 'a federated update payload is not in the binary update format (magic, header schema, lengths, sample count)',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 

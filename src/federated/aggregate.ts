@@ -1,0 +1,96 @@
+import { FedAdamSettingsSchema, type RoundConfig } from '../config/federated.js';
+import { clipUpdate } from './clip.js';
+import { toWeightsUpdate } from './delta.js';
+import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
+import { maskedMean, maskedMedian, maskedTrimmedMean } from './reduce.js';
+import { validateUpdate, type ClientUpdate, type UpdateProblem } from './validate.js';
+import { cloneWeights, type WeightSet, type WeightTensor } from './weights.js';
+
+export type StrategyConfig =
+  | { kind: 'fedavg' }
+  | ({ kind: 'fedadam' } & FedAdamOptions)
+  | { kind: 'trimmed-mean'; beta: number }
+  | { kind: 'median' };
+
+export interface AggregateOptions {
+  /** The round being aggregated: updates for any other round are stale. */
+  round: number;
+  strategy: StrategyConfig;
+  /** Server-side norm clipping of every update's delta before reduction. */
+  clip?: number;
+  /** Coordinates held by fewer updates keep the global value. Default 1. */
+  minHolders?: number;
+  /** FedAdam's state from the previous round; absent = zeros. */
+  state?: FedAdamState | null;
+}
+
+export interface DroppedUpdate {
+  clientId: string;
+  problems: UpdateProblem[];
+}
+
+export interface AggregateResult {
+  weights: Record<string, WeightTensor>;
+  /** FedAdam's state after this round (null for stateless strategies): store it with the round. */
+  state: FedAdamState | null;
+  included: string[];
+  dropped: DroppedUpdate[];
+  /** Included updates whose delta was scaled down, with their norm before clipping. */
+  clipped: Array<{ clientId: string; norm: number }>;
+}
+
+/**
+ * One round on the server, as a pure function (Flower's `aggregate_fit`): refuse invalid updates
+ * as data, clip, reduce with the strategy. With no valid update the global model is returned as is.
+ */
+export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], options: AggregateOptions): AggregateResult {
+  const dropped: DroppedUpdate[] = [];
+  const seen = new Set<string>();
+  let valid: ClientUpdate[] = [];
+  for (const u of updates) {
+    const problems = validateUpdate(global, u, options.round);
+    if (seen.has(u.clientId)) problems.push({ code: 'EDGEKT_ERR_UPDATE_DUPLICATE', message: `second update from ${u.clientId} in round ${options.round}` });
+    seen.add(u.clientId);
+    if (problems.length > 0) dropped.push({ clientId: u.clientId, problems });
+    else valid.push(toWeightsUpdate(global, u));
+  }
+  const clipped: AggregateResult['clipped'] = [];
+  if (options.clip !== undefined) {
+    const maxNorm = options.clip;
+    valid = valid.map((u) => {
+      const r = clipUpdate(global, u, maxNorm);
+      if (r.clipped) clipped.push({ clientId: u.clientId, norm: r.norm });
+      return r.update;
+    });
+  }
+  const s = options.strategy;
+  const base = { included: valid.map((u) => u.clientId), dropped, clipped };
+  const prior = s.kind === 'fedadam' ? (options.state ?? initialFedAdamState(global)) : null;
+  if (valid.length === 0) return { ...base, weights: cloneWeights(global), state: prior };
+  const minHolders = options.minHolders ?? 1;
+  switch (s.kind) {
+    case 'fedavg':
+      return { ...base, weights: maskedMean(global, valid, minHolders).weights, state: null };
+    case 'trimmed-mean':
+      return { ...base, weights: maskedTrimmedMean(global, valid, s.beta, minHolders).weights, state: null };
+    case 'median':
+      return { ...base, weights: maskedMedian(global, valid, minHolders).weights, state: null };
+    case 'fedadam': {
+      const step = fedAdamStep(global, maskedMean(global, valid, minHolders), prior!, s);
+      return { ...base, ...step };
+    }
+  }
+}
+
+/** The server's side of a round config (FedProx aggregates as FedAvg; μ is the clients'). */
+export function aggregateOptionsFor(config: RoundConfig, state?: FedAdamState | null): AggregateOptions {
+  const strategy: StrategyConfig =
+    config.strategy === 'fedadam'
+      ? { kind: 'fedadam', ...(config.fedAdam ?? FedAdamSettingsSchema.parse({})) }
+      : config.strategy === 'trimmed-mean'
+        ? { kind: 'trimmed-mean', beta: config.trimBeta }
+        : config.strategy === 'median'
+          ? { kind: 'median' }
+          : { kind: 'fedavg' };
+  return { round: config.round, strategy, minHolders: config.minHolders, ...(config.clip !== undefined ? { clip: config.clip } : {}), ...(state !== undefined ? { state } : {}) };
+}
