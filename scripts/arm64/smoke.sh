@@ -81,7 +81,7 @@ step "better-sqlite3"
 # the arm64 node, cwd = .cache/arm64/app (dist/, bin/, arm64 node_modules), EDGEKT_ARM64_RUN = the command
 # prefix that runs the arm64 node (for child processes). Its exit code is the smoke's.
 if [ -f "$ROOT/test/arm64/agent-smoke.mjs" ]; then
-  cp -a "$ROOT/test/arm64" "$APP/test"
+  mkdir -p "$APP/test" && cp -a "$ROOT/test/arm64" "$APP/test/"
   (cd "$APP" && "${RUN[@]}" test/arm64/agent-smoke.mjs) || die "test/arm64/agent-smoke.mjs failed"
   step "agent smoke"
 else

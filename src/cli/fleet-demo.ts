@@ -17,13 +17,13 @@ export interface DemoDevice {
 /** Budgets relative to the teacher measured on this machine, so the students differ by device. */
 export const DEMO_PROFILES: Array<DemoDevice['profile']> = [
   { name: 'demo-fast', description: 'latency first', match: { arch: ['x64', 'arm64', 'arm'] },
-    budgets: { latencyP95: '0.5x', modelSizeKB: '0.1x', minAccuracy: '0.97x' }, runtime: { backend: 'auto', threads: 1 },
+    budgets: { latencyP95: '0.6x', minAccuracy: '0.95x' }, runtime: { backend: 'auto', threads: 1 },
     training: { batchSize: 64, maxRssMB: 3000, maxTemperatureC: 95, allowedCron: '* * * * *' } },
   { name: 'demo-small', description: 'smallest model', match: { arch: ['x64', 'arm64', 'arm'] },
-    budgets: { modelSizeKB: '0.03x', minAccuracy: '0.95x' }, runtime: { backend: 'auto', threads: 1 },
+    budgets: { modelSizeKB: '0.005x', minAccuracy: '0.94x' }, runtime: { backend: 'auto', threads: 1 },
     training: { batchSize: 64, maxRssMB: 3000, maxTemperatureC: 95, allowedCron: '* * * * *' } },
-  { name: 'demo-accurate', description: 'accuracy first', match: { arch: ['x64', 'arm64', 'arm'] },
-    budgets: { latencyP95: '0.8x', modelSizeKB: '0.2x', minAccuracy: '0.99x' }, runtime: { backend: 'auto', threads: 1 },
+  { name: 'demo-balanced', description: 'size and accuracy', match: { arch: ['x64', 'arm64', 'arm'] },
+    budgets: { modelSizeKB: '0.008x', minAccuracy: '0.96x' }, runtime: { backend: 'auto', threads: 1 },
     training: { batchSize: 64, maxRssMB: 3000, maxTemperatureC: 95, allowedCron: '* * * * *' } },
 ];
 

@@ -78,7 +78,9 @@ export function registerDemo(program: Command, ctx: CliContext): void {
           ctx.out(`published teacher ${published.sha256.slice(0, 12)}… (${published.size} bytes)`);
           const settings = { width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, seed: o.seed, valFraction: 0.1 };
           const rollout = (await api('POST', '/api/rollouts', {
-            teacherSha256: published.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: 100 },
+            // The latency-budgeted device first and alone (its measurements then see a quiet machine, as
+            // a real device would), then the others together: one machine stands in for the whole fleet.
+            teacherSha256: published.sha256, target: { kind: 'all' }, staging: { kind: 'percentages', steps: devices.length > 1 ? [Math.floor(100 / devices.length), 100] : [100] },
             abort: { failureShare: 1, minFinished: devices.length }, job: { dataset: 'default', settings },
           })) as { id: string };
           ctx.out(`rollout   ${rollout.id} to ${devices.length} devices`);
