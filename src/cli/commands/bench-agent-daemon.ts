@@ -46,13 +46,12 @@ export function processMemory(pid: number): { rssMB: number; hwmMB: number } {
   return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
 }
 
-/** CPU seconds of every live thread of a process, by thread id, with the thread's name. */
-export function threadCpu(pid: number): Map<number, { name: string; seconds: number }> {
-  const out = new Map<number, { name: string; seconds: number }>();
+/** CPU seconds of every live thread of a process, by thread id (Node's threads are all named "node"). */
+export function threadCpu(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      out.set(Number(tid), { name, seconds: cpuSecondsOf(`/proc/${pid}/task/${tid}/stat`) });
+      out.set(Number(tid), cpuSecondsOf(`/proc/${pid}/task/${tid}/stat`));
     } catch {
       // the thread ended between readdir and read
     }
@@ -189,23 +188,23 @@ export interface JobFigures {
   peakSampledRssMB: number;
   maxRssMB: number;
   peakRssShareOfMax: number;
+  /** Seconds from `received` to each state update (where the overhead sits). */
+  timeline: Record<string, number>;
   cpu: {
     processSeconds: number;
-    /** Threads that existed before the job (main thread, V8 platform, libuv pool): the daemon's side. */
-    daemonThreadsSeconds: number;
+    /** The daemon's own thread (MQTT, SQLite, outbox, block writes). */
     mainThreadSeconds: number;
-    /** process − daemon threads: the threads the job started (the worker and what it spawned). */
+    /**
+     * The other threads that existed before the job: V8's platform workers (GC, compilation) and
+     * libuv's pool, which serve the worker's isolate as well; so not the daemon's alone.
+     */
+    sharedThreadsSeconds: number;
+    /** process − the threads above: the threads the job started (the worker thread and its helpers). */
     jobThreadsSeconds: number;
-    daemonThreads: Record<string, number>;
-    jobThreads: Record<string, number>;
+    threadsBefore: number;
+    jobThreads: number;
   };
 }
-
-const byName = (rows: Array<{ name: string; seconds: number }>): Record<string, number> => {
-  const out: Record<string, number> = {};
-  for (const r of rows) out[r.name] = round((out[r.name] ?? 0) + r.seconds);
-  return out;
-};
 
 /**
  * Sends one signed compress job, serves the teacher's blocks, and samples the agent until the job
@@ -241,9 +240,9 @@ export async function measureJob(o: {
     for (const [tid, t] of threadCpu(pid)) seen.set(tid, t);
     const mem = processMemory(pid);
     const last = end()!;
-    const daemon = [...base].map(([tid, t]) => ({ tid, name: t.name, seconds: seen.get(tid)!.seconds - t.seconds }));
-    const daemonSeconds = daemon.reduce((a, t) => a + t.seconds, 0);
-    const jobThreads = [...seen].filter(([tid]) => !base.has(tid)).map(([, t]) => t);
+    const before = [...base].map(([tid, t]) => ({ tid, seconds: seen.get(tid)! - t }));
+    const mainSeconds = before.find((t) => t.tid === pid)?.seconds ?? NaN;
+    const beforeSeconds = before.reduce((a, t) => a + t.seconds, 0);
     const received = state('received');
     const downloading = state('downloading');
     const verified = state('verified');
@@ -258,9 +257,10 @@ export async function measureJob(o: {
       wallSeconds: round(wall), downloadSeconds: downloading && verified ? round((verified.at - downloading.at) / 1000) : NaN,
       stages, stageSeconds: round(stageSeconds), overheadSeconds: round(wall - stageSeconds), overheadShare: round((wall - stageSeconds) / wall),
       peakRssMB: round(mem.hwmMB, 1), peakSampledRssMB: round(peakSampled, 1), maxRssMB: o.maxRssMB, peakRssShareOfMax: round(mem.hwmMB / o.maxRssMB),
+      timeline: Object.fromEntries(o.watch.updates.filter((u) => u.jobId === jobId && u.kind === 'state').map((u) => [u.state, round((u.at - received.at) / 1000)])),
       cpu: {
-        processSeconds: round(processSeconds), daemonThreadsSeconds: round(daemonSeconds), mainThreadSeconds: round(daemon.find((t) => t.tid === pid)?.seconds ?? NaN),
-        jobThreadsSeconds: round(processSeconds - daemonSeconds), daemonThreads: byName(daemon), jobThreads: byName(jobThreads),
+        processSeconds: round(processSeconds), mainThreadSeconds: round(mainSeconds), sharedThreadsSeconds: round(beforeSeconds - mainSeconds),
+        jobThreadsSeconds: round(processSeconds - beforeSeconds), threadsBefore: base.size, jobThreads: seen.size - base.size,
       },
     };
   } finally {

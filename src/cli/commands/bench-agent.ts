@@ -87,7 +87,7 @@ function printText(ctx: CliContext, r: AgentBenchResult): void {
     const j = r.job;
     ctx.out(`job       ${j.state} in ${j.wallSeconds} s; stages ${j.stageSeconds} s; overhead ${j.overheadSeconds} s = ${(100 * j.overheadShare).toFixed(1)} %`);
     ctx.out(`          peak RSS ${j.peakRssMB} MB of maxRssMB ${j.maxRssMB} (${(100 * j.peakRssShareOfMax).toFixed(1)} %)`);
-    ctx.out(`          CPU ${j.cpu.processSeconds} s: daemon threads ${j.cpu.daemonThreadsSeconds} s (main ${j.cpu.mainThreadSeconds} s), job threads ${j.cpu.jobThreadsSeconds} s`);
+    ctx.out(`          CPU ${j.cpu.processSeconds} s: main thread ${j.cpu.mainThreadSeconds} s, shared V8/libuv threads ${j.cpu.sharedThreadsSeconds} s, job threads ${j.cpu.jobThreadsSeconds} s`);
   }
   ctx.out(`load avg  ${r.loadAvg1m.before} → ${r.loadAvg1m.after}`);
 }
