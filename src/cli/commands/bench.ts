@@ -5,6 +5,7 @@ import { registerBenchPaper } from './bench-paper.js';
 import { registerBenchTrain } from './bench-train.js';
 import { registerBenchDistill } from './bench-distill.js';
 import { registerBenchFleet } from './bench-fleet.js';
+import { registerBenchAgent } from './bench-agent.js';
 
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
 const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
@@ -13,6 +14,7 @@ const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
   registerBenchTrain,
   registerBenchDistill,
   registerBenchFleet,
+  registerBenchAgent,
 ];
 
 export function registerBench(program: Command, ctx: CliContext): void {
