@@ -11,6 +11,7 @@ import type { CoordinatorStore } from '../store/coordinator/index.js';
 import { createFileBlockSink, createMemoryBlockLedger, pullFile } from '../transport/blocks/index.js';
 import { verifyEnvelope } from '../transport/signing.js';
 import { parseDeviceTopic, topics } from '../transport/topics.js';
+import { TIMED_OUT_SEQ } from './rollout-driver.js';
 
 /** A device's job update as the agent's job store writes it (store/jobs.ts JobUpdateMessage). */
 export const JobUpdatePayloadSchema = z.object({
@@ -112,6 +113,10 @@ export function createReportHandler(o: ReportHandlerOptions) {
     } catch (e) {
       const err = toEdgektError(e);
       o.logger.warn({ deviceId, jobId, code: err.code }, `student refused: ${err.message}`);
+      // No verified student is no success: the execution fails with the refusal's code (so it counts
+      // against the abort threshold and may be retried); the fenced seq outranks any late device update.
+      await o.store.applyJobUpdate({ jobId, seq: TIMED_OUT_SEQ, state: 'failed', at: o.clock.now(), error: { code: err.code, message: `student refused: ${err.message}` } })
+        .catch((e2: unknown) => o.logger.warn({ jobId, err: e2 instanceof Error ? e2.message : String(e2) }, 'could not record the refusal'));
     } finally {
       pulling.delete(jobId);
     }
