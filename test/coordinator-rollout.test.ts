@@ -1,3 +1,4 @@
+import { readdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SimBehaviour } from '../src/cli/fleet-sim/sim-device.js';
 import { createSqliteCoordinatorStore, type Rollout } from '../src/store/coordinator/index.js';
@@ -97,7 +98,7 @@ describe('coordinator rollouts (Mosquitto, SQLite, simulated devices)', () => {
   });
 
   it('refuses a student with a forged signature or bytes that do not match its hash; records the good one', async () => {
-    const { c, api, teacher } = await setup([{ id: 's00' }, { id: 's01', behaviour: { badStudentSignature: true } }, { id: 's02', behaviour: { badStudentHash: true } }]);
+    const { c, api, teacher, files } = await setup([{ id: 's00' }, { id: 's01', behaviour: { badStudentSignature: true } }, { id: 's02', behaviour: { badStudentHash: true } }]);
     const r = await startRollout(api, { teacherSha256: teacher, target: { kind: 'all' }, job: { dataset: 'digits' } });
     await waitUntil('refusals logged', () => c.log.count(/^student refused/) >= 2 && c.log.count('student received and verified') >= 1, 30_000);
     const results = (await api('GET', `/api/results?rollout=${r.id}`)).body as { items: Array<{ deviceId: string; studentSha256: string }> };
@@ -112,5 +113,7 @@ describe('coordinator rollouts (Mosquitto, SQLite, simulated devices)', () => {
     expect(ex.get('s01')).toMatchObject({ state: 'failed', error: { code: 'EDGEKT_ERR_SIGNATURE' } });
     expect(ex.get('s02')).toMatchObject({ state: 'failed', error: { code: 'EDGEKT_ERR_HASH' } });
     expect((await waitForRollout(c.store, r.id, ['completed', 'aborted'])).state).toBe('completed');
+    // Refused bytes are not left behind in the artifacts dir.
+    expect(readdirSync(files.artifactsDir).filter((f) => f.endsWith('.part'))).toEqual([]);
   });
 });

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -101,9 +101,12 @@ export function createReportHandler(o: ReportHandlerOptions) {
           client: o.client, requestTopic: topics.serve(deviceId), responseTopicPrefix: topics.coordinatorBlocks(o.coordinatorId, jobId.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 100)),
           file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger: createMemoryBlockLedger(), sink,
           });
-        } finally {
+        } catch (e) {
           await sink.close();
+          await rm(tmp, { force: true }); // bytes that failed their hash are not kept
+          throw e;
         }
+        await sink.close();
         await rename(tmp, dest);
         await o.store.putArtifact({ sha256: f.sha256, kind: 'file', name: `${m.name}/${f.path}`, version: 1, size: f.size, location: dest, manifest: { path: f.path } });
       }
