@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdir, rename } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -11,6 +11,7 @@ import type { CoordinatorStore } from '../store/coordinator/index.js';
 import { createFileBlockSink, createMemoryBlockLedger, pullFile } from '../transport/blocks/index.js';
 import { verifyEnvelope } from '../transport/signing.js';
 import { parseDeviceTopic, topics } from '../transport/topics.js';
+import { TIMED_OUT_SEQ } from './rollout-driver.js';
 
 /** A device's job update as the agent's job store writes it (store/jobs.ts JobUpdateMessage). */
 export const JobUpdatePayloadSchema = z.object({
@@ -100,9 +101,12 @@ export function createReportHandler(o: ReportHandlerOptions) {
           client: o.client, requestTopic: topics.serve(deviceId), responseTopicPrefix: topics.coordinatorBlocks(o.coordinatorId, jobId.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 100)),
           file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger: createMemoryBlockLedger(), sink,
           });
-        } finally {
+        } catch (e) {
           await sink.close();
+          await rm(tmp, { force: true }); // bytes that failed their hash are not kept
+          throw e;
         }
+        await sink.close();
         await rename(tmp, dest);
         await o.store.putArtifact({ sha256: f.sha256, kind: 'file', name: `${m.name}/${f.path}`, version: 1, size: f.size, location: dest, manifest: { path: f.path } });
       }
@@ -112,6 +116,10 @@ export function createReportHandler(o: ReportHandlerOptions) {
     } catch (e) {
       const err = toEdgektError(e);
       o.logger.warn({ deviceId, jobId, code: err.code }, `student refused: ${err.message}`);
+      // No verified student is no success: the execution fails with the refusal's code (so it counts
+      // against the abort threshold and may be retried); the fenced seq outranks any late device update.
+      await o.store.applyJobUpdate({ jobId, seq: TIMED_OUT_SEQ, state: 'failed', at: o.clock.now(), error: { code: err.code, message: `student refused: ${err.message}` } })
+        .catch((e2: unknown) => o.logger.warn({ jobId, err: e2 instanceof Error ? e2.message : String(e2) }, 'could not record the refusal'));
     } finally {
       pulling.delete(jobId);
     }

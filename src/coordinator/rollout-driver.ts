@@ -6,8 +6,10 @@ import type { ArtifactStore } from './artifacts.js';
 import { signTeacherFor } from './artifacts.js';
 import { planRollout, type ExecutionState, type ExecutionView } from './rollout-planner.js';
 
-/** seq that fences a timed-out execution: any late update from the device has a lower seq and is ignored. */
+/** seq that fences a state the coordinator decided (timed out, student refused): any late update from the device has a lower seq and is ignored. */
 export const TIMED_OUT_SEQ = 2_000_000_000;
+
+const FINAL_STATES: readonly string[] = ['succeeded', 'failed', 'rejected', 'canceled', 'timed_out'];
 
 export interface RolloutDriverOptions {
   coordinatorId: string;
@@ -88,14 +90,20 @@ export function createRolloutDriver(o: RolloutDriverOptions) {
     const byDevice = new Map<string, Execution>(execs.map((e) => [e.deviceId, e]));
     const views = new Map<string, ExecutionView>(execs.map((e) => [e.deviceId, { state: e.state as ExecutionState, attempts: e.attempts, dispatchedAt: e.dispatchedAt, updatedAt: e.updatedAt }]));
     const plan = planRollout({ spec: r.spec, now, startedAt: r.startedAt ?? r.createdAt, targets: targets.sort(), executions: views });
+    // A timed-out job may still sit on its device (the agent runs one job at a time): cancel it, so
+    // that neither a retry nor the next rollout waits behind it.
+    const cancelStale = async (e: Execution): Promise<void> => {
+      if (!FINAL_STATES.includes(e.state)) await o.publishJob(e.deviceId, { type: 'cancel', jobId: e.jobId });
+    };
     for (const d of plan.timeOut) {
       const e = byDevice.get(d)!;
       await o.store.applyJobUpdate({ jobId: e.jobId, seq: TIMED_OUT_SEQ, state: 'timed_out', at: now, error: { code: 'EDGEKT_ERR_TIMEOUT', message: 'no update within the in-progress timeout' } });
+      await cancelStale(e);
     }
     if (plan.abort) {
       if (await o.store.setRolloutState(r.id, 'aborted', ['running'])) {
         o.logger.warn({ rollout: r.id, reason: plan.abort }, 'rollout aborted');
-        for (const e of execs) if (!['succeeded', 'failed', 'rejected', 'canceled', 'timed_out'].includes(e.state)) await o.publishJob(e.deviceId, { type: 'cancel', jobId: e.jobId });
+        for (const e of execs) if (!FINAL_STATES.includes(e.state)) await o.publishJob(e.deviceId, { type: 'cancel', jobId: e.jobId });
       }
       return;
     }
@@ -106,6 +114,7 @@ export function createRolloutDriver(o: RolloutDriverOptions) {
     const teacher = plan.retry.length ? await o.artifacts.getTeacher(r.spec.teacherSha256) : null;
     for (const d of plan.retry) {
       const e = await o.store.retryExecution(lease, d, newJobId(r.id, d, now));
+      await cancelStale(byDevice.get(d)!);
       if (e && teacher) await send(r, e, teacher, now);
     }
     await dispatch(r, lease, plan.dispatch);

@@ -1,8 +1,9 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { JobMessageSchema } from '../../config/messages.js';
+import { JobMessageSchema, type JobMessage } from '../../config/messages.js';
 import { toEdgektError } from '../../core/errors.js';
 import { createBlockServer, createMemoryBlockLedger, pullFile, type BlockSink } from '../../transport/blocks/index.js';
+import { keyIdOf } from '../../transport/keys.js';
 import { signManifest, verifyManifest } from '../../transport/signing.js';
 import { allowServeResponse, topics } from '../../transport/topics.js';
 
@@ -26,6 +27,27 @@ export interface SimDeviceOptions {
   controlOnly: boolean;
   counters: SimCounters;
   telemetryMs: number;
+  /** How this device's jobs go (default: every job succeeds with a good student). */
+  behaviour?: SimBehaviour;
+  /** Every job message the device accepted (compress and cancel), in arrival order: what tests count. */
+  onMessage?: (message: JobMessage) => void;
+}
+
+/**
+ * Misbehaviours for coordinator tests. At most one outcome applies; `stepMs` slows any of them.
+ * A cancel for a job still in flight is answered with `canceled`, as the agent does.
+ */
+export interface SimBehaviour {
+  /** Report `failed` with this error code after `downloading` (and the pull). */
+  fail?: { code: string; message?: string };
+  /** Stop after `received`: no further update until a cancel. */
+  hang?: boolean;
+  /** Sign the student manifest with another key, under the key id of the one in the device's status. */
+  badStudentSignature?: boolean;
+  /** Serve different bytes (same size) than the student manifest's sha256 says. */
+  badStudentHash?: boolean;
+  /** Delay before each state update after `received`, ms (a job then takes ~7 × stepMs). */
+  stepMs?: number;
 }
 
 const STATES = ['received', 'downloading', 'verified', 'lightening', 'distilling', 'pruning', 'benchmarking', 'reporting'] as const;
@@ -65,7 +87,10 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
     will: { topic: topics.status(id), payload: Buffer.from(status('offline')), qos: 1, retain: true },
   });
   const seen = new Set<string>();
+  /** Jobs in flight: a cancel settles them (`canceled`) and stops their next update. */
+  const active = new Map<string, { canceled: boolean; cancel: () => void }>();
   const students = new Map<string, Uint8Array>();
+  const b = o.behaviour ?? {};
   createBlockServer({
     client, requestFilter: topics.serve(id), allowResponseTopic: allowServeResponse,
     source: { stat: async (sha) => (students.has(sha) ? { size: students.get(sha)!.byteLength } : null), read: async (sha, off, len) => students.get(sha)!.subarray(off, off + len) },
@@ -100,7 +125,11 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
 
   async function onJob(payload: Buffer): Promise<void> {
     const msg = JobMessageSchema.parse(JSON.parse(payload.toString('utf8')));
-    if (msg.type !== 'compress') return;
+    o.onMessage?.(msg);
+    if (msg.type === 'cancel') {
+      active.get(msg.jobId)?.cancel();
+      return;
+    }
     if (seen.has(msg.jobId)) {
       o.counters.duplicateJobs++;
       return;
@@ -110,10 +139,41 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
     let seq = 0;
     const update = (state: string, extra: object = {}): Promise<unknown> =>
       pub(topics.jobUpdate(id, msg.jobId), JSON.stringify({ kind: 'state', jobId: msg.jobId, seq: ++seq, progressSeq: 0, state, at: Date.now(), ...extra }));
+    let wake: () => void = () => undefined;
+    const job = {
+      canceled: false,
+      cancel: () => {
+        if (job.canceled) return;
+        job.canceled = true;
+        active.delete(msg.jobId);
+        wake();
+        void update('canceled', { error: { code: 'EDGEKT_ERR_ABORTED', message: 'canceled by the coordinator' } });
+      },
+    };
+    active.set(msg.jobId, job);
+    /** Waits stepMs (or forever, for a hang) unless canceled; false once canceled. */
+    const pause = (ms: number): Promise<boolean> => new Promise((resolve) => {
+      if (job.canceled) return resolve(false);
+      const t = Number.isFinite(ms) ? setTimeout(() => resolve(!job.canceled), ms) : undefined;
+      wake = () => {
+        clearTimeout(t);
+        resolve(false);
+      };
+    });
     await update('received');
     try {
+      if (b.hang) {
+        await pause(Infinity);
+        return;
+      }
+      const step = async (state: string): Promise<boolean> => {
+        if (b.stepMs && !(await pause(b.stepMs))) return false;
+        if (job.canceled) return false;
+        await update(state);
+        return true;
+      };
       const m = verifyManifest(msg.manifest, { trustedKeys: o.trustedKeys, now: Date.now(), deviceId: id, groups: ['sim'] });
-      await update('downloading');
+      if (!(await step('downloading'))) return;
       if (!o.controlOnly) {
         for (const f of m.files) {
           const sink = hashingSink();
@@ -124,19 +184,34 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
           o.counters.bytesPulled += f.size;
         }
       }
-      for (const s of STATES.slice(2)) await update(s);
+      if (b.fail) {
+        if (b.stepMs && !(await pause(b.stepMs))) return;
+        active.delete(msg.jobId);
+        await update('failed', { error: { code: b.fail.code, message: b.fail.message ?? 'simulated failure' } });
+        o.counters.failed++;
+        return;
+      }
+      for (const s of STATES.slice(2)) if (!(await step(s))) return;
       const student = new TextEncoder().encode(JSON.stringify({ sim: id, job: msg.jobId }));
       const sha256 = createHash('sha256').update(student).digest('hex');
-      students.set(sha256, student);
+      // badStudentHash: the manifest names `student`, the serve topic answers with other bytes of the same size.
+      students.set(sha256, b.badStudentHash ? student.map((x) => x ^ 0xff) : student);
       const now = Date.now();
-      const envelope = signManifest({
+      const signer = b.badStudentSignature ? generateKeyPairSync('ed25519').privateKey : o.deviceKey.privateKey;
+      const signed = signManifest({
         schema: 1, kind: 'student', name: `${id}.${msg.jobId}`, version: 1, target: { groups: ['coordinators'] }, issuedAt: new Date(now).toISOString(),
         expires: new Date(now + 86400_000).toISOString(), files: [{ path: 'weights.bin', size: student.byteLength, sha256, blockSize: 4096 }],
-      }, o.deviceKey.privateKey);
+      }, signer);
+      // A forgery: another key's signature under this device's key id (the coordinator must say EDGEKT_ERR_SIGNATURE).
+      const envelope = b.badStudentSignature ? { ...signed, signatures: signed.signatures.map((x) => ({ ...x, keyId: keyIdOf(o.deviceKey.privateKey) })) } : signed;
       const report = { profile: o.profile, met: true, teacher: { params: 878106, latencyP95Ms: 2, accuracy: 0.98 }, student: { params: 10000, latencyP95Ms: 0.5, accuracy: 0.97 } };
+      if (b.stepMs && !(await pause(b.stepMs))) return;
+      active.delete(msg.jobId);
       await update('succeeded', { result: { met: true, report, student: envelope } });
       o.counters.succeeded++;
     } catch (e) {
+      active.delete(msg.jobId);
+      if (job.canceled) return;
       await update('rejected', { error: { code: toEdgektError(e).code, message: toEdgektError(e).message } });
       o.counters.failed++;
     }
