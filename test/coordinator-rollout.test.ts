@@ -26,10 +26,10 @@ describe('coordinator rollouts (Mosquitto, SQLite, simulated devices)', () => {
     await broker?.stop();
   });
 
-  async function setup(devices: Array<{ id: string; behaviour?: SimBehaviour }>): Promise<{ files: CoordinatorFiles; c: TestCoordinator; fleet: SimFleet; teacher: string; api: ReturnType<typeof apiClient> }> {
+  async function setup(devices: Array<{ id: string; behaviour?: SimBehaviour }>, redispatchMs?: number): Promise<{ files: CoordinatorFiles; c: TestCoordinator; fleet: SimFleet; teacher: string; api: ReturnType<typeof apiClient> }> {
     const files = coordinatorFiles();
     cleanups.push(() => files.cleanup());
-    const c = await startTestCoordinator({ id: 'c1', brokerUrl: broker.url, files, store: await createSqliteCoordinatorStore(files.sqlite), tickMs: 100 });
+    const c = await startTestCoordinator({ id: 'c1', brokerUrl: broker.url, files, store: await createSqliteCoordinatorStore(files.sqlite), tickMs: 100, ...(redispatchMs ? { redispatchMs } : {}) });
     cleanups.push(() => c.stop());
     const fleet = await startSimFleet({ brokerUrl: broker.url, fleet: files.fleet, devices });
     cleanups.push(() => fleet.stop());
@@ -115,5 +115,14 @@ describe('coordinator rollouts (Mosquitto, SQLite, simulated devices)', () => {
     expect((await waitForRollout(c.store, r.id, ['completed', 'aborted'])).state).toBe('completed');
     // Refused bytes are not left behind in the artifacts dir.
     expect(readdirSync(files.artifactsDir).filter((f) => f.endsWith('.part'))).toEqual([]);
+  });
+
+  it('publishes a job again when its device never acknowledged it, under the same job id', async () => {
+    const { c, api, teacher, fleet } = await setup([{ id: 'l00', behaviour: { loseFirstJob: true } }, { id: 'l01' }], 500);
+    const r = await startRollout(api, { teacherSha256: teacher, target: { kind: 'all' }, job: { dataset: 'digits' } });
+    expect((await waitForRollout(c.store, r.id, ['completed', 'aborted'], 30_000)).state).toBe('completed');
+    const ex = await executionsOf(c.store, r.id);
+    expect(ex.get('l00')).toMatchObject({ state: 'succeeded', attempts: 1 });
+    expect(fleet.counters.duplicateJobs).toBe(0);
   });
 });

@@ -41,6 +41,8 @@ export const CoordinatorConfigSchema = z
     artifactsDir: z.string().min(1),
     /** Rollout driver tick. */
     tickMs: z.number().int().min(50).max(60_000).default(1000),
+    /** A job its device has not acknowledged after this long is published again (the device dedups). */
+    redispatchMs: z.number().int().min(100).max(3_600_000).default(60_000),
     log: z.object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).strict().default({ level: 'info' }),
   })
   .strict();

@@ -106,7 +106,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       });
       server = createBlockServer({ client: cl, requestFilter: share ? filters.sharedPulls(share) : 'edgekt/v1/devices/+/pull', source: artifacts.source, allowResponseTopic: allowPullResponse, logger: log });
       driver = createRolloutDriver({
-        coordinatorId: c.id, store: o.store, artifacts, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs),
+        coordinatorId: c.id, store: o.store, artifacts, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs), redispatchMs: c.redispatchMs,
         publishJob: async (deviceId, message) => {
           await cl.publishAsync(topics.jobs(deviceId), JSON.stringify(message), { qos: 1 });
         },

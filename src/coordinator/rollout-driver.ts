@@ -21,6 +21,8 @@ export interface RolloutDriverOptions {
   /** Publishes a job message to a device (QoS 1). */
   publishJob(deviceId: string, message: object): Promise<void>;
   leaseMs: number;
+  /** A job still `dispatched` (no update from its device) after this long is published again. Default 60 s. */
+  redispatchMs?: number;
 }
 
 async function all<T>(fetch: (cursor: string | null) => Promise<{ items: T[]; nextCursor: string | null }>): Promise<T[]> {
@@ -54,6 +56,8 @@ const newJobId = (rolloutId: string, deviceId: string, now: number): string =>
  */
 export function createRolloutDriver(o: RolloutDriverOptions) {
   const leases = new Map<string, RolloutLease>();
+  const republished = new Map<string, number>();
+  const redispatchMs = o.redispatchMs ?? 60_000;
 
   async function dispatch(r: Rollout, lease: RolloutLease, deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
@@ -111,7 +115,15 @@ export function createRolloutDriver(o: RolloutDriverOptions) {
       if (await o.store.setRolloutState(r.id, 'completed', ['running'])) o.logger.info({ rollout: r.id, ...plan.counts }, 'rollout completed');
       return;
     }
-    const teacher = plan.retry.length ? await o.artifacts.getTeacher(r.spec.teacherSha256) : null;
+    // Dispatched but never acknowledged (the coordinator may have died between recording a dispatch
+    // and publishing it, or the message was lost): publish the same job again. The agent makes one
+    // job of a redelivery, so this is safe to repeat.
+    const unheard = execs.filter((e) => e.state === 'dispatched' && now - e.updatedAt >= redispatchMs && now - (republished.get(e.jobId) ?? 0) >= redispatchMs);
+    const teacher = plan.retry.length || unheard.length ? await o.artifacts.getTeacher(r.spec.teacherSha256) : null;
+    for (const e of unheard) {
+      republished.set(e.jobId, now);
+      if (teacher) await send(r, e, teacher, now);
+    }
     for (const d of plan.retry) {
       const e = await o.store.retryExecution(lease, d, newJobId(r.id, d, now));
       await cancelStale(byDevice.get(d)!);

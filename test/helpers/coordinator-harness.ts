@@ -89,11 +89,11 @@ export interface TestCoordinator {
 }
 
 /** An in-process coordinator (its own store object, which stop() closes) with the HTTP API on port 0. */
-export async function startTestCoordinator(o: { id: string; brokerUrl: string; files: CoordinatorFiles; store: CoordinatorStore; tickMs?: number }): Promise<TestCoordinator> {
+export async function startTestCoordinator(o: { id: string; brokerUrl: string; files: CoordinatorFiles; store: CoordinatorStore; tickMs?: number; redispatchMs?: number }): Promise<TestCoordinator> {
   const config = CoordinatorConfigSchema.parse({
     id: o.id, broker: { url: o.brokerUrl }, store: { sqlite: o.files.sqlite },
     http: { port: 0, adminTokensFile: o.files.adminTokensFile, readTokensFile: o.files.readTokensFile },
-    fleetKey: o.files.fleetKeyFile, artifactsDir: o.files.artifactsDir, tickMs: o.tickMs ?? 100, log: { level: 'info' },
+    fleetKey: o.files.fleetKeyFile, artifactsDir: o.files.artifactsDir, tickMs: o.tickMs ?? 100, ...(o.redispatchMs ? { redispatchMs: o.redispatchMs } : {}), log: { level: 'info' },
   });
   const { sink, stream } = logSink();
   const coordinator = createCoordinator({

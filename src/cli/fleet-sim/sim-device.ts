@@ -46,6 +46,8 @@ export interface SimBehaviour {
   badStudentSignature?: boolean;
   /** Serve different bytes (same size) than the student manifest's sha256 says. */
   badStudentHash?: boolean;
+  /** Drop the first job message unanswered, as if it was lost (the coordinator must send it again). */
+  loseFirstJob?: boolean;
   /** Delay before each state update after `received`, ms (a job then takes ~7 × stepMs). */
   stepMs?: number;
 }
@@ -91,6 +93,7 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
   const active = new Map<string, { canceled: boolean; cancel: () => void }>();
   const students = new Map<string, Uint8Array>();
   const b = o.behaviour ?? {};
+  let lostOne = false;
   createBlockServer({
     client, requestFilter: topics.serve(id), allowResponseTopic: allowServeResponse,
     source: { stat: async (sha) => (students.has(sha) ? { size: students.get(sha)!.byteLength } : null), read: async (sha, off, len) => students.get(sha)!.subarray(off, off + len) },
@@ -128,6 +131,10 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
     o.onMessage?.(msg);
     if (msg.type === 'cancel') {
       active.get(msg.jobId)?.cancel();
+      return;
+    }
+    if (b.loseFirstJob && !lostOne) {
+      lostOne = true;
       return;
     }
     if (seen.has(msg.jobId)) {
