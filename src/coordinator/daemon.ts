@@ -84,6 +84,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       };
       client = mqtt.connect(c.broker.url, opts);
       const cl = client;
+      cl.setMaxListeners(0); // block servers and pulls each listen; bounded by PULLS_AT_ONCE, not by 10
       const reports = createReportHandler({
         coordinatorId: c.id, store: o.store, client: cl, artifactsDir: c.artifactsDir, clock, logger: log,
         onProgress: (deviceId, jobId, progress, state) => live.set(jobId, { deviceId, state, progress, at: clock.now() }),

@@ -30,6 +30,8 @@ export const JobUpdatePayloadSchema = z.object({
 
 const ResultSchema = z.object({ met: z.boolean(), report: z.record(z.string(), z.json()), student: z.unknown() });
 
+const PULLS_AT_ONCE = 16;
+
 export interface ReportHandlerOptions {
   coordinatorId: string;
   store: CoordinatorStore;
@@ -50,6 +52,8 @@ export interface ReportHandlerOptions {
 export function createReportHandler(o: ReportHandlerOptions) {
   const keys = new Map<string, KeyObject>();
   const pulling = new Set<string>();
+  const queued: Array<() => void> = [];
+  let active = 0;
 
   async function deviceKey(deviceId: string): Promise<KeyObject | null> {
     const cached = keys.get(deviceId);
@@ -86,6 +90,10 @@ export function createReportHandler(o: ReportHandlerOptions) {
   async function pullStudent(deviceId: string, jobId: string, envelope: unknown, report: Record<string, unknown>): Promise<void> {
     if (pulling.has(jobId) || (await o.store.getResult(jobId))) return;
     pulling.add(jobId);
+    // Every pull listens to the client's messages: at most PULLS_AT_ONCE of them, or each block
+    // reply would be offered to thousands of listeners when a large fleet reports at once.
+    while (active >= PULLS_AT_ONCE) await new Promise<void>((r) => queued.push(r));
+    active++;
     try {
       const key = await deviceKey(deviceId);
       if (!key) throw new Error(`no pinned key for ${deviceId}`);
@@ -121,6 +129,8 @@ export function createReportHandler(o: ReportHandlerOptions) {
       await o.store.applyJobUpdate({ jobId, seq: TIMED_OUT_SEQ, state: 'failed', at: o.clock.now(), error: { code: err.code, message: `student refused: ${err.message}` } })
         .catch((e2: unknown) => o.logger.warn({ jobId, err: e2 instanceof Error ? e2.message : String(e2) }, 'could not record the refusal'));
     } finally {
+      active--;
+      queued.shift()?.();
       pulling.delete(jobId);
     }
   }

@@ -88,6 +88,7 @@ export function startSimDevice(o: SimDeviceOptions): MqttClient {
     protocolVersion: 5, clientId: `sim-${id}`, clean: true, reconnectPeriod: 1000, keepalive: 120, connectTimeout: 60_000,
     will: { topic: topics.status(id), payload: Buffer.from(status('offline')), qos: 1, retain: true },
   });
+  client.setMaxListeners(0);
   const seen = new Set<string>();
   /** Jobs in flight: a cancel settles them (`canceled`) and stops their next update. */
   const active = new Map<string, { canceled: boolean; cancel: () => void }>();
