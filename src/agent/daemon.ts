@@ -52,6 +52,20 @@ export interface Agent {
 }
 
 /**
+ * The job store, waking the outbox pump after every write that may have enqueued an update (once its
+ * transaction committed: a pump woken inside one would publish a row that may yet roll back). Without
+ * it, a running job's states and progress waited in the outbox until the job ended.
+ */
+function kickingStore(db: Db, store: JobStore, kick: () => void): JobStore {
+  const after = <A extends unknown[], R>(f: (...a: A) => R) => (...a: A): R => {
+    const r = f(...a);
+    if (!db.inTransaction) kick();
+    return r;
+  };
+  return { ...store, receive: after(store.receive), transition: after(store.transition), progress: after(store.progress), pause: after(store.pause), resume: after(store.resume) };
+}
+
+/**
  * The device daemon: one MQTT 5 session, a SQLite job store with its outbox, one job at a time in
  * a worker, telemetry on a cron schedule, and the work gate (cron window, temperature, RSS).
  */
@@ -195,7 +209,7 @@ export function createAgent(o: AgentOptions): Agent {
       await mkdir(c.stateDir, { recursive: true });
       const dbFile = path.join(c.stateDir, 'agent.db');
       db = openDatabase(dbFile);
-      jobs = createJobStore(db, { clock, updateTopic: (jobId) => topics.jobUpdate(id, jobId) });
+      jobs = kickingStore(db, createJobStore(db, { clock, updateTopic: (jobId) => topics.jobUpdate(id, jobId) }), () => pump?.kick());
       client = mqtt.connect(c.broker.url, deviceClientOptions(c, o.secrets, { topic: topics.status(id), status: status('offline') }));
       const cl = client;
       pump = createOutboxPump({
