@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -43,20 +43,25 @@ export function teacherManifest(t: TeacherFiles, o: { deviceId: string; version:
   };
 }
 
-/** The coordinator's side of a transfer, in the test: serves files from memory and logs every block asked for. */
-export function serveFiles(client: MqttClient, files: Map<string, Uint8Array>): { server: BlockServer; requests: Array<{ sha256: string; offset: number }> } {
+/**
+ * The coordinator's side of a transfer, in the test: serves files from memory and logs every block asked for.
+ * `delay.ms` (mutable, default 0) slows every block read, so a test can catch a transfer in the middle.
+ */
+export function serveFiles(client: MqttClient, files: Map<string, Uint8Array>): { server: BlockServer; requests: Array<{ sha256: string; offset: number }>; delay: { ms: number } } {
   const requests: Array<{ sha256: string; offset: number }> = [];
+  const delay = { ms: 0 };
   const server = createBlockServer({
     client, requestFilter: 'edgekt/v1/devices/+/pull', allowResponseTopic: allowPullResponse,
     source: {
       stat: async (sha) => (files.has(sha) ? { size: files.get(sha)!.byteLength } : null),
       read: async (sha, offset, length) => {
         requests.push({ sha256: sha, offset });
+        if (delay.ms > 0) await new Promise((r) => setTimeout(r, delay.ms));
         return files.get(sha)!.subarray(offset, offset + length);
       },
     },
   });
-  return { server, requests };
+  return { server, requests, delay };
 }
 
 export interface Updates {
@@ -102,6 +107,8 @@ export interface AgentHarness {
   log: string[];
   start(): Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Kills the process (SIGKILL) if it still runs, then deletes its temp dir. */
+  remove(): Promise<void>;
 }
 
 /** A real `edgekt agent` process with its own state dir and config, trusting `fleet`. */
@@ -129,10 +136,11 @@ export function agentHarness(o: { brokerUrl: string; deviceId?: string; profile:
     async start() {
       const p = spawn(process.execPath, [BIN, '--backend', 'wasm', 'agent', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EDGEKT_DEBUG: '1' } });
       h.proc = p;
+      const from = h.log.length; // a restart waits for its own "connected", not the previous run's
       p.stdout!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
       p.stderr!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
       const deadline = Date.now() + 30_000;
-      while (!h.log.some((l) => l.includes('"connected"') || l.includes('"msg":"connected"'))) {
+      while (!h.log.slice(from).some((l) => l.includes('"connected"') || l.includes('"msg":"connected"'))) {
         if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}:\n${h.log.join('\n')}`);
         if (Date.now() > deadline) throw new Error(`agent did not connect:\n${h.log.join('\n')}`);
         await new Promise((r) => setTimeout(r, 100));
@@ -145,6 +153,10 @@ export function agentHarness(o: { brokerUrl: string; deviceId?: string; profile:
         p.once('exit', () => r());
         p.kill(signal);
       });
+    },
+    async remove() {
+      await h.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   return h;
