@@ -135,10 +135,10 @@ describe('edge agent under faults (real mosquitto, real agent process, real SQLi
     const weights = teacher.files.find((f) => f.path.endsWith('.bin'))!;
     const from = served.requests.length;
     const reads = () => served.requests.slice(from);
-    served.delay.ms = 100;
+    served.delay.ms = 200;
     try {
       await send(job(jobId, { blockSize }));
-      await until(() => reads().filter((r) => r.sha256 === weights.sha256).length >= 30, 60_000, '30 block reads of the weights');
+      await until(() => ledger(agent, `${jobId}:${weights.path}`).length >= 8, 60_000, '8 blocks of the weights in the ledger');
       await broker.kill();
       await sleep(1000); // blocks already on their way to the agent land and are marked
       // "Finished before the kill": listed by the agent's ledger while the broker is down.
@@ -229,6 +229,9 @@ describe('edge agent under faults (real mosquitto, real agent process, real SQLi
       await cancel('c-dl');
       const dl = await final('c-dl', 30_000);
       expect([dl.state, (dl.error as { code?: string } | undefined)?.code]).toEqual(['canceled', undefined]);
+      const weights = teacher.files.find((f) => f.path.endsWith('.bin'))!;
+      expect(ledger(agent, `c-dl:${weights.path}`).length).toBeLessThan(Math.ceil(weights.bytes.byteLength / 4096)); // it was mid-transfer
+      expect(updates.states('c-dl')).toEqual(['received', 'downloading', 'canceled']);
     } finally {
       served.delay.ms = 0;
     }
@@ -270,7 +273,7 @@ describe('edge agent under faults (real mosquitto, real agent process, real SQLi
     try {
       await gated.start();
       const t = await until(() => telemetry.find((x) => x.paused !== null), 20_000, 'paused telemetry');
-      expect(t.paused).toMatch(/^RSS \d+ MB > 1 MB$/);
+      expect(t.paused).toMatch(/^RSS .*> 1 MB$/);
       await send(job('g-1', { on: gated }), 'dev2');
       const p = await u2.waitFor((x) => x.jobId === 'g-1' && x.kind === 'progress' && typeof x.pausedReason === 'string', 20_000, 'a paused progress').catch(withLog(gated));
       expect(p.pausedReason).toBe(t.paused);
