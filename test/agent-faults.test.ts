@@ -1,24 +1,15 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import * as tf from '@tensorflow/tfjs';
 import type { MqttClient } from 'mqtt';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { saveModel } from '../src/model/io.js';
 import { signManifest } from '../src/transport/signing.js';
-import { startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
-import { vggTeacher } from './helpers/model-fixtures.js';
-import { agentHarness, collectUpdates, connectClient, readTeacher, serveFiles, teacherManifest, type AgentHarness, type TeacherFiles, type Updates } from './helpers/fleet.js';
+import type { Mosquitto } from './helpers/mosquitto.js';
+import { TINY_PROFILE, TINY_SETTINGS, agentHarness, collectUpdates, serveFiles, startTinyFleet, teacherManifest, type AgentHarness, type TeacherFiles, type Updates } from './helpers/fleet.js';
 
-// The same tiny job as agent-e2e: an untrained 28×28 VGG teacher, 400 mnist samples, one epoch a stage.
-const SETTINGS = { limit: 400, distillEpochs: 1, finalEpochs: 1, maxIterations: 2, step: 0.3, runs: 5, briefSamples: 128, width: 0.5 };
-const PROFILE = {
-  name: 'faults-test', description: 'generous budgets for fault tests', match: { arch: ['x64', 'arm64'] },
-  budgets: { modelSizeKB: '0.9x' }, runtime: { backend: 'cpu', threads: 1 },
-  training: { batchSize: 32, maxRssMB: 8000, maxTemperatureC: 150, allowedCron: '* * * * *' },
-};
+const SETTINGS = TINY_SETTINGS;
+const PROFILE = TINY_PROFILE;
 const TERMINAL = ['succeeded', 'failed', 'rejected', 'canceled'];
 const EXTRA = 'limits:\n  maxArtifactBytes: 1000GB';
 
@@ -29,7 +20,6 @@ let agent: AgentHarness;
 let updates: Updates;
 let served: ReturnType<typeof serveFiles>;
 let version = 1;
-const files = new Map<string, Uint8Array>();
 
 type Update = Updates['all'][number];
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -105,24 +95,10 @@ async function restartBroker(): Promise<void> {
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-teacher-'));
-  const m = vggTeacher({ size: 28, channels: 1 });
-  await saveModel(m, dir);
-  m.dispose();
-  teacher = readTeacher(dir);
-  rmSync(dir, { recursive: true, force: true });
-  broker = await startMosquitto();
-  coord = await connectClient(broker.url, 'test-coordinator');
-  for (const f of teacher.files) files.set(f.sha256, f.bytes);
-  served = serveFiles(coord, files);
-  await served.server.ready;
-  updates = collectUpdates(coord, 'dev1');
-  agent = agentHarness({ brokerUrl: broker.url, profile: PROFILE, extra: EXTRA });
-  await agent.start();
+  ({ broker, coord, teacher, served, updates, agent } = await startTinyFleet({ profile: PROFILE, extra: EXTRA }));
 }, 60_000);
 
 afterAll(async () => {
-  if (process.env.FAULTS_LOG) (await import('node:fs')).writeFileSync(process.env.FAULTS_LOG, agent.log.join('\n'));
   await agent?.remove();
   await coord?.endAsync(true);
   await broker?.stop();

@@ -9,8 +9,33 @@ import { createBlockServer, type BlockServer } from '../../src/transport/blocks/
 import { generateKeyPair, publicKeyPem, type KeyPair } from '../../src/transport/keys.js';
 import { signManifest } from '../../src/transport/signing.js';
 import { allowPullResponse } from '../../src/transport/topics.js';
+import { saveModel } from '../../src/model/io.js';
+import { vggTeacher } from './model-fixtures.js';
+import { startMosquitto, type Mosquitto } from './mosquitto.js';
 
 export const BIN = path.resolve(__dirname, '..', '..', 'bin', 'edgekt.js');
+
+/** Small but real settings of the agent tests: 400 mnist samples, one epoch of each stage. */
+export const TINY_SETTINGS = { limit: 400, distillEpochs: 1, finalEpochs: 1, maxIterations: 2, step: 0.3, runs: 5, briefSamples: 128, width: 0.5 };
+/** A profile any test machine matches, with budgets a tiny student always meets. */
+export const TINY_PROFILE = {
+  name: 'e2e-test', description: 'generous budgets for protocol tests', match: { arch: ['x64', 'arm64'] },
+  budgets: { modelSizeKB: '0.9x' }, runtime: { backend: 'cpu', threads: 1 },
+  training: { batchSize: 32, maxRssMB: 8000, maxTemperatureC: 150, allowedCron: '* * * * *' },
+};
+
+/** An untrained 28×28×1 VGG teacher, saved, read back into memory, its temp dir removed (`dir` is then gone). */
+export async function tinyTeacher(): Promise<TeacherFiles> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-teacher-'));
+  const m = vggTeacher({ size: 28, channels: 1 });
+  try {
+    await saveModel(m, dir);
+    return readTeacher(dir);
+  } finally {
+    m.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 export interface TeacherFiles {
   dir: string;
@@ -172,3 +197,28 @@ export async function connectClient(url: string, id: string): Promise<MqttClient
 }
 
 export { signManifest };
+
+export interface TinyFleet {
+  broker: Mosquitto;
+  coord: MqttClient;
+  teacher: TeacherFiles;
+  /** What the test's block server serves, by sha256 (the teacher's files to begin with). */
+  files: Map<string, Uint8Array>;
+  served: ReturnType<typeof serveFiles>;
+  updates: Updates;
+  agent: AgentHarness;
+}
+
+/** A spawned mosquitto, the test's coordinator client serving the tiny teacher and collecting dev1's updates, and agent dev1, connected. */
+export async function startTinyFleet(o: { profile: object; extra?: string }): Promise<TinyFleet> {
+  const teacher = await tinyTeacher();
+  const broker = await startMosquitto();
+  const coord = await connectClient(broker.url, 'test-coordinator');
+  const files = new Map(teacher.files.map((f) => [f.sha256, f.bytes]));
+  const served = serveFiles(coord, files);
+  await served.server.ready;
+  const updates = collectUpdates(coord, 'dev1');
+  const agent = agentHarness({ brokerUrl: broker.url, profile: o.profile, ...(o.extra !== undefined ? { extra: o.extra } : {}) });
+  await agent.start();
+  return { broker, coord, teacher, files, served, updates, agent };
+}
