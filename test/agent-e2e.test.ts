@@ -1,23 +1,14 @@
-import { mkdtempSync, statfsSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { statfsSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { saveModel } from '../src/model/io.js';
 import { signManifest } from '../src/transport/signing.js';
 import { generateKeyPair } from '../src/transport/keys.js';
 import { startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
-import { vggTeacher } from './helpers/model-fixtures.js';
-import { agentHarness, collectUpdates, connectClient, readTeacher, serveFiles, teacherManifest, type AgentHarness, type TeacherFiles, type Updates } from './helpers/fleet.js';
+import { TINY_PROFILE, TINY_SETTINGS, agentHarness, collectUpdates, connectClient, serveFiles, tinyTeacher, teacherManifest, type AgentHarness, type TeacherFiles, type Updates } from './helpers/fleet.js';
 
-// Small but real: an untrained 28×28 VGG teacher, 400 mnist samples, one epoch of each stage.
-const SETTINGS = { limit: 400, distillEpochs: 1, finalEpochs: 1, maxIterations: 2, step: 0.3, runs: 5, briefSamples: 128, width: 0.5 };
-const PROFILE = {
-  name: 'e2e-test', description: 'generous budgets for protocol tests', match: { arch: ['x64', 'arm64'] },
-  budgets: { modelSizeKB: '0.9x' }, runtime: { backend: 'cpu', threads: 1 },
-  training: { batchSize: 32, maxRssMB: 8000, maxTemperatureC: 150, allowedCron: '* * * * *' },
-};
+const SETTINGS = TINY_SETTINGS;
+const PROFILE = TINY_PROFILE;
 
 let broker: Mosquitto;
 let coord: MqttClient;
@@ -40,11 +31,7 @@ const final = (jobId: string, ms = 180_000) =>
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-teacher-'));
-  const m = vggTeacher({ size: 28, channels: 1 });
-  await saveModel(m, dir);
-  m.dispose();
-  teacher = readTeacher(dir);
+  teacher = await tinyTeacher();
   broker = await startMosquitto();
   coord = await connectClient(broker.url, 'test-coordinator');
   for (const f of teacher.files) files.set(f.sha256, f.bytes);
@@ -57,6 +44,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await agent?.kill('SIGTERM');
+  await agent?.remove();
   await coord?.endAsync();
   await broker?.stop();
 });

@@ -127,7 +127,8 @@ export function createAgent(o: AgentOptions): Agent {
     if (!job || isTerminal(job.state)) return;
     if (active?.jobId === jobId) active.controller.abort('cancel');
     else {
-      queue.splice(queue.indexOf(jobId), 1);
+      const at = queue.indexOf(jobId);
+      if (at >= 0) queue.splice(at, 1);
       jobs!.transition(jobId, 'canceled');
       pump?.kick();
     }

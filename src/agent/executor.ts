@@ -138,7 +138,8 @@ export function createExecutor(d: ExecutorDeps) {
     function onPipelineEvent(e: PipelineEvent): void {
         if (e.type === 'stage-start' && PIPELINE_STATE[e.stage]) advance(job.jobId, PIPELINE_STATE[e.stage]!);
         else if (e.type === 'stage-done' && e.stage === 'prune') advance(job.jobId, 'benchmarking');
-        else if (e.type === 'progress') note(job.jobId, { stage: e.progress.stage, done: e.progress.done, total: e.progress.total, ...(e.progress.detail ? { detail: e.progress.detail } : {}) });
+        // A saved checkpoint is sent whatever the rate limit: it tells the coordinator what a kill would lose.
+        else if (e.type === 'progress') note(job.jobId, { stage: e.progress.stage, done: e.progress.done, total: e.progress.total, ...(e.progress.detail ? { detail: e.progress.detail } : {}) }, e.progress.detail === 'checkpoint saved');
         else if (e.type === 'iteration') note(job.jobId, { stage: 'prune', done: e.record.iteration, total: 0, detail: `${e.record.figures.params} params, p95 ${e.record.figures.latencyP95Ms.toFixed(2)} ms` });
     }
   }
@@ -190,7 +191,8 @@ export function createExecutor(d: ExecutorDeps) {
       }
     } catch (e) {
       const err = toEdgektError(e);
-      if (err.code === 'EDGEKT_ERR_ABORTED') throw err;
+      // An abort (cancel, pause, stop) surfaces as whatever the interrupted step threw (a pull says TRANSFER): the caller decides.
+      if (err.code === 'EDGEKT_ERR_ABORTED' || signal.aborted) throw err;
       const now = d.jobs.get(jobId)!;
       const to = isRefusal(err.code) && (now.state === 'received' || now.state === 'downloading' || now.state === 'verified') ? 'rejected' : 'failed';
       d.logger.warn({ jobId, code: err.code, state: now.state }, `job ${to}: ${err.message}`);

@@ -54,7 +54,8 @@ const STATUS: Record<string, number> = { EDGEKT_ERR_USAGE: 400, EDGEKT_ERR_MALFO
  * teachers) — whatever a page shows, the API refuses a forged admin call with 403.
  */
 export async function createHttpApi(o: HttpApiOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: 512 * 2 ** 20 });
+  // Auth runs onRequest (before the body is parsed), so a forged admin call is refused 403 whatever its body.
+  const app = Fastify({ logger: false, bodyLimit: 512 * 2 ** 20, forceCloseConnections: true });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const online = new Gauge({ name: 'edgekt_devices_online', help: 'devices whose last status is online', registers: [registry] });
@@ -105,49 +106,49 @@ export async function createHttpApi(o: HttpApiOptions): Promise<FastifyInstance>
     return registry.metrics();
   });
 
-  app.get('/api/devices', { preHandler: read }, async (req) => {
+  app.get('/api/devices', { onRequest: read }, async (req) => {
     const q = PageQuery.parse(req.query);
     const filter = { ...(q.profile ? { profile: q.profile } : {}), ...(q.group ? { group: q.group } : {}), ...(q.online ? { online: q.online === 'true' } : {}), ...(q.state ? { state: q.state } : {}) };
     const page = await o.store.listDevices(filter, { limit: q.limit, cursor: q.cursor ?? null });
     return { ...page, total: await o.store.countDevices(filter) };
   });
-  app.get('/api/devices/:id', { preHandler: read }, async (req) => {
+  app.get('/api/devices/:id', { onRequest: read }, async (req) => {
     const d = await o.store.getDevice((req.params as { id: string }).id);
     if (!d) throw new EdgektError('EDGEKT_ERR_NOT_FOUND', 'no such device');
     return d;
   });
-  app.post('/api/teachers', { preHandler: admin }, async (req) => {
+  app.post('/api/teachers', { onRequest: admin }, async (req) => {
     const u = TeacherUpload.parse(req.body);
     const bundle = await o.artifacts.publishTeacher(u.name, u.files.map((f) => ({ path: f.path, bytes: Buffer.from(f.base64, 'base64') })), u.blockSize);
     return { sha256: bundle.sha256, name: bundle.name, version: bundle.version, size: bundle.size, files: bundle.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 })) };
   });
-  app.get('/api/teachers', { preHandler: read }, async () => (await o.store.listArtifacts({ kind: 'teacher' })).map((a) => ({ sha256: a.sha256, name: a.name, version: a.version, size: a.size, createdAt: a.createdAt })));
-  app.post('/api/rollouts', { preHandler: admin }, async (req) => {
+  app.get('/api/teachers', { onRequest: read }, async () => (await o.store.listArtifacts({ kind: 'teacher' })).map((a) => ({ sha256: a.sha256, name: a.name, version: a.version, size: a.size, createdAt: a.createdAt })));
+  app.post('/api/rollouts', { onRequest: admin }, async (req) => {
     const spec = rolloutSpecSchema.parse(req.body);
     if (!(await o.artifacts.getTeacher(spec.teacherSha256))) throw new EdgektError('EDGEKT_ERR_NOT_FOUND', `teacher ${spec.teacherSha256} is not published`);
     const r = await o.store.createRollout({ id: o.newId(), spec, state: 'running' });
     return r;
   });
-  app.get('/api/rollouts', { preHandler: read }, async () => o.store.listRollouts({}));
-  app.get('/api/rollouts/:id', { preHandler: read }, async (req) => {
+  app.get('/api/rollouts', { onRequest: read }, async () => o.store.listRollouts({}));
+  app.get('/api/rollouts/:id', { onRequest: read }, async (req) => {
     const id = (req.params as { id: string }).id;
     const r = await o.store.getRollout(id);
     if (!r) throw new EdgektError('EDGEKT_ERR_NOT_FOUND', 'no such rollout');
     return { ...r, counts: await o.store.countExecutions(id) };
   });
-  app.get('/api/rollouts/:id/executions', { preHandler: read }, async (req) => {
+  app.get('/api/rollouts/:id/executions', { onRequest: read }, async (req) => {
     const q = PageQuery.parse(req.query);
     const live = o.progress?.();
     const page = await o.store.listExecutions((req.params as { id: string }).id, q.state ? { states: [q.state] } : {}, { limit: q.limit, cursor: q.cursor ?? null });
     return { ...page, items: page.items.map((e) => ({ ...e, live: live?.get(e.jobId) ?? null })) };
   });
-  app.post('/api/rollouts/:id/abort', { preHandler: admin }, async (req) => {
+  app.post('/api/rollouts/:id/abort', { onRequest: admin }, async (req) => {
     const r = await o.store.setRolloutState((req.params as { id: string }).id, 'aborted', ['scheduled', 'running', 'paused']);
     if (!r) throw new EdgektError('EDGEKT_ERR_NOT_FOUND', 'no such rollout, or it already ended');
     await o.onAbort?.(r.id);
     return r;
   });
-  app.get('/api/results', { preHandler: read }, async (req) => {
+  app.get('/api/results', { onRequest: read }, async (req) => {
     const q = z.object({ rollout: z.string().optional(), device: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100), cursor: z.string().optional() }).parse(req.query);
     return o.store.listResults({ ...(q.rollout ? { rolloutId: q.rollout } : {}), ...(q.device ? { deviceId: q.device } : {}) }, { limit: q.limit, cursor: q.cursor ?? null });
   });

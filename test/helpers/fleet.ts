@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -9,8 +9,33 @@ import { createBlockServer, type BlockServer } from '../../src/transport/blocks/
 import { generateKeyPair, publicKeyPem, type KeyPair } from '../../src/transport/keys.js';
 import { signManifest } from '../../src/transport/signing.js';
 import { allowPullResponse } from '../../src/transport/topics.js';
+import { saveModel } from '../../src/model/io.js';
+import { vggTeacher } from './model-fixtures.js';
+import { startMosquitto, type Mosquitto } from './mosquitto.js';
 
 export const BIN = path.resolve(__dirname, '..', '..', 'bin', 'edgekt.js');
+
+/** Small but real settings of the agent tests: 400 mnist samples, one epoch of each stage. */
+export const TINY_SETTINGS = { limit: 400, distillEpochs: 1, finalEpochs: 1, maxIterations: 2, step: 0.3, runs: 5, briefSamples: 128, width: 0.5 };
+/** A profile any test machine matches, with budgets a tiny student always meets. */
+export const TINY_PROFILE = {
+  name: 'e2e-test', description: 'generous budgets for protocol tests', match: { arch: ['x64', 'arm64'] },
+  budgets: { modelSizeKB: '0.9x' }, runtime: { backend: 'cpu', threads: 1 },
+  training: { batchSize: 32, maxRssMB: 8000, maxTemperatureC: 150, allowedCron: '* * * * *' },
+};
+
+/** An untrained 28×28×1 VGG teacher, saved, read back into memory, its temp dir removed (`dir` is then gone). */
+export async function tinyTeacher(): Promise<TeacherFiles> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-teacher-'));
+  const m = vggTeacher({ size: 28, channels: 1 });
+  try {
+    await saveModel(m, dir);
+    return readTeacher(dir);
+  } finally {
+    m.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 export interface TeacherFiles {
   dir: string;
@@ -43,20 +68,25 @@ export function teacherManifest(t: TeacherFiles, o: { deviceId: string; version:
   };
 }
 
-/** The coordinator's side of a transfer, in the test: serves files from memory and logs every block asked for. */
-export function serveFiles(client: MqttClient, files: Map<string, Uint8Array>): { server: BlockServer; requests: Array<{ sha256: string; offset: number }> } {
+/**
+ * The coordinator's side of a transfer, in the test: serves files from memory and logs every block asked for.
+ * `delay.ms` (mutable, default 0) slows every block read, so a test can catch a transfer in the middle.
+ */
+export function serveFiles(client: MqttClient, files: Map<string, Uint8Array>): { server: BlockServer; requests: Array<{ sha256: string; offset: number }>; delay: { ms: number } } {
   const requests: Array<{ sha256: string; offset: number }> = [];
+  const delay = { ms: 0 };
   const server = createBlockServer({
     client, requestFilter: 'edgekt/v1/devices/+/pull', allowResponseTopic: allowPullResponse,
     source: {
       stat: async (sha) => (files.has(sha) ? { size: files.get(sha)!.byteLength } : null),
       read: async (sha, offset, length) => {
         requests.push({ sha256: sha, offset });
+        if (delay.ms > 0) await new Promise((r) => setTimeout(r, delay.ms));
         return files.get(sha)!.subarray(offset, offset + length);
       },
     },
   });
-  return { server, requests };
+  return { server, requests, delay };
 }
 
 export interface Updates {
@@ -102,6 +132,8 @@ export interface AgentHarness {
   log: string[];
   start(): Promise<void>;
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Kills the process (SIGKILL) if it still runs, then deletes its temp dir. */
+  remove(): Promise<void>;
 }
 
 /** A real `edgekt agent` process with its own state dir and config, trusting `fleet`. */
@@ -129,10 +161,11 @@ export function agentHarness(o: { brokerUrl: string; deviceId?: string; profile:
     async start() {
       const p = spawn(process.execPath, [BIN, '--backend', 'wasm', 'agent', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, EDGEKT_DEBUG: '1' } });
       h.proc = p;
+      const from = h.log.length; // a restart waits for its own "connected", not the previous run's
       p.stdout!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
       p.stderr!.on('data', (d: Buffer) => h.log.push(...d.toString('utf8').split('\n').filter(Boolean)));
       const deadline = Date.now() + 30_000;
-      while (!h.log.some((l) => l.includes('"connected"') || l.includes('"msg":"connected"'))) {
+      while (!h.log.slice(from).some((l) => l.includes('"connected"') || l.includes('"msg":"connected"'))) {
         if (p.exitCode !== null) throw new Error(`agent exited ${p.exitCode}:\n${h.log.join('\n')}`);
         if (Date.now() > deadline) throw new Error(`agent did not connect:\n${h.log.join('\n')}`);
         await new Promise((r) => setTimeout(r, 100));
@@ -145,6 +178,10 @@ export function agentHarness(o: { brokerUrl: string; deviceId?: string; profile:
         p.once('exit', () => r());
         p.kill(signal);
       });
+    },
+    async remove() {
+      await h.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   return h;
@@ -160,3 +197,28 @@ export async function connectClient(url: string, id: string): Promise<MqttClient
 }
 
 export { signManifest };
+
+export interface TinyFleet {
+  broker: Mosquitto;
+  coord: MqttClient;
+  teacher: TeacherFiles;
+  /** What the test's block server serves, by sha256 (the teacher's files to begin with). */
+  files: Map<string, Uint8Array>;
+  served: ReturnType<typeof serveFiles>;
+  updates: Updates;
+  agent: AgentHarness;
+}
+
+/** A spawned mosquitto, the test's coordinator client serving the tiny teacher and collecting dev1's updates, and agent dev1, connected. */
+export async function startTinyFleet(o: { profile: object; extra?: string }): Promise<TinyFleet> {
+  const teacher = await tinyTeacher();
+  const broker = await startMosquitto();
+  const coord = await connectClient(broker.url, 'test-coordinator');
+  const files = new Map(teacher.files.map((f) => [f.sha256, f.bytes]));
+  const served = serveFiles(coord, files);
+  await served.server.ready;
+  const updates = collectUpdates(coord, 'dev1');
+  const agent = agentHarness({ brokerUrl: broker.url, profile: o.profile, ...(o.extra !== undefined ? { extra: o.extra } : {}) });
+  await agent.start();
+  return { broker, coord, teacher, files, served, updates, agent };
+}
