@@ -32,8 +32,8 @@ export function scatterSpec(points: readonly ScatterPoint[]): TopLevelSpec {
     data: { values: points as unknown as Record<string, unknown>[] },
     mark: { type: 'point', filled: true, size: 90, opacity: 0.85 },
     encoding: {
-      x: { field: 'latencyP95Ms', type: 'quantitative', title: 'student latency p95 (ms)', scale: { zero: false, nice: true }, axis: { format: '~r' } },
-      y: { field: 'accuracyPct', type: 'quantitative', title: 'student accuracy (%)', scale: { zero: false, nice: true }, axis: { format: '~r' } },
+      x: { field: 'latencyP95Ms', type: 'quantitative', title: 'student latency p95 (ms)', scale: { zero: false, nice: true, padding: 14 }, axis: { format: '~r' } },
+      y: { field: 'accuracyPct', type: 'quantitative', title: 'student accuracy (%)', scale: { zero: false, nice: true, padding: 14 }, axis: { format: '~r' } },
       color: { field: 'profile', type: 'nominal', title: 'profile' },
       shape: { field: 'met', type: 'nominal', title: 'budgets met', scale: { domain: [true, false], range: ['circle', 'cross'] } },
       tooltip: [{ field: 'device' }, { field: 'profile' }, { field: 'latencyP95Ms', format: '.3f' }, { field: 'accuracyPct', format: '.2f' }],

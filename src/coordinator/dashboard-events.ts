@@ -139,7 +139,7 @@ export function createEventHub(o: EventHubOptions) {
     /** Takes over a hijacked response as an event stream. */
     open(res: ServerResponse): string {
       const id = randomBytes(12).toString('base64url');
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache, no-transform', connection: 'close', 'x-accel-buffering': 'no' });
       res.write(`retry: 2000\n\n${frame({ type: 'hello', client: id, at: o.now() })}`);
       const c: Client = { id, res, watch: new Set(), queue: new Map(), blocked: false };
       clients.set(id, c);
