@@ -8,6 +8,7 @@ import type { CoordinatorStore, Execution } from '../store/coordinator/index.js'
 import { createBlockServer, type BlockServer } from '../transport/blocks/index.js';
 import { allowPullResponse, filters, topics } from '../transport/topics.js';
 import { createArtifactStore } from './artifacts.js';
+import { createDashboard, type Dashboard } from './dashboard.js';
 import { createHttpApi, type HttpApiOptions } from './http.js';
 import { createReportHandler } from './reports.js';
 import { createRolloutDriver } from './rollout-driver.js';
@@ -22,6 +23,8 @@ export interface CoordinatorOptions {
   logger: Logger;
   clock?: Clock;
   extendHttp?: HttpApiOptions['extend'];
+  /** The dashboard (web/ and its event stream) on the HTTP API; default true. */
+  dashboard?: boolean;
 }
 
 export interface Coordinator {
@@ -52,6 +55,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   const live = new Map<string, { deviceId: string; state: string; progress: unknown; at: number }>();
   const artifacts = createArtifactStore(o.store, c.artifactsDir);
   let driver: ReturnType<typeof createRolloutDriver> | null = null;
+  let dashboard: Dashboard | null = null;
 
   const tick = async (): Promise<void> => {
     if (!driver || ticking) return ticking ?? undefined;
@@ -85,9 +89,12 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       client = mqtt.connect(c.broker.url, opts);
       const cl = client;
       cl.setMaxListeners(0); // block servers and pulls each listen; bounded by PULLS_AT_ONCE, not by 10
+      const dash = o.dashboard === false ? null : createDashboard({ store: o.store, now: () => clock.now() });
+      dashboard = dash;
       const reports = createReportHandler({
         coordinatorId: c.id, store: o.store, client: cl, artifactsDir: c.artifactsDir, clock, logger: log,
         onProgress: (deviceId, jobId, progress, state) => live.set(jobId, { deviceId, state, progress, at: clock.now() }),
+        ...(dash ? { onEvent: dash.onReport } : {}),
       });
       cl.on('connect', () => {
         // Status is retained: retained messages are not delivered on shared subscriptions, so every
@@ -116,7 +123,11 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         store: o.store, artifacts, readTokens: o.readTokens, adminTokens: o.adminTokens,
         blocksServed: () => server?.stats().blocksServed ?? 0,
         newId: () => `r${clock.now().toString(36)}${randomBytes(3).toString('hex')}`,
-        onAbort: cancelInFlight, progress: () => live, extend: o.extendHttp,
+        onAbort: cancelInFlight, progress: () => live,
+        extend: (app, auth) => {
+          dash?.mount(app, auth);
+          o.extendHttp?.(app, auth);
+        },
       });
       const address = await http.listen({ host: c.http.host, port: c.http.port });
       timer = setInterval(() => void tick(), c.tickMs);
@@ -127,6 +138,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       if (timer) clearInterval(timer);
       await ticking;
       await driver?.release();
+      dashboard?.close();
       await http?.close();
       await server?.close();
       await client?.endAsync();

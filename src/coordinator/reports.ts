@@ -41,7 +41,17 @@ export interface ReportHandlerOptions {
   logger: Logger;
   /** Live progress for the API and the dashboard (not persisted: the next state update supersedes it). */
   onProgress?: (deviceId: string, jobId: string, progress: unknown, state: string) => void;
+  /** Every change the handler applied, after the store write (the dashboard's event stream). */
+  onEvent?: (e: ReportEvent) => void;
 }
+
+/** What the report handler applied: small deltas, never whole rows. */
+export type ReportEvent =
+  | { type: 'status'; deviceId: string; online: boolean; profile: string | null; state: string | null; at: number }
+  | { type: 'telemetry'; deviceId: string; at: number; cpuLoadPercent: number; temperatureC: number | null; memUsedMB: number; memTotalMB: number; activeJob: { jobId: string; state: string } | null }
+  | { type: 'job'; deviceId: string; jobId: string; rolloutId: string | null; state: string; at: number; error: { code: string; message: string } | null }
+  | { type: 'progress'; deviceId: string; jobId: string; state: string; progress: unknown; at: number }
+  | { type: 'result'; deviceId: string; jobId: string; report: Record<string, unknown> };
 
 /**
  * Turns device messages into store writes: status and Last Will into the registry (a device's
@@ -71,7 +81,7 @@ export function createReportHandler(o: ReportHandlerOptions) {
     if (s.deviceId !== deviceId) throw new Error(`status of ${s.deviceId} on ${deviceId}'s topic`);
     const at = Date.parse(s.at);
     if (s.state === 'offline') {
-      await o.store.markOffline(deviceId, at);
+      if (await o.store.markOffline(deviceId, at)) o.onEvent?.({ type: 'status', deviceId, online: false, profile: s.profile ?? null, state: 'offline', at });
       return;
     }
     const prev = await o.store.getDevice(deviceId);
@@ -80,11 +90,12 @@ export function createReportHandler(o: ReportHandlerOptions) {
       o.logger.error({ deviceId }, 'device presented a different public key than the pinned one; status ignored');
       return;
     }
-    await o.store.upsertDevices([{
+    const applied = await o.store.upsertDevices([{
       id: deviceId, online: true, profile: s.profile ?? null, groups: s.groups, versions: s.versions,
       capacity: { ...(s.capacity ?? {}), ...(typeof pinned === 'string' ? { publicKey: pinned } : s.publicKey ? { publicKey: s.publicKey } : {}) },
       state: 'online', lastSeen: at,
     }]);
+    if (applied.length) o.onEvent?.({ type: 'status', deviceId, online: true, profile: s.profile ?? null, state: 'online', at });
   }
 
   async function pullStudent(deviceId: string, jobId: string, envelope: unknown, report: Record<string, unknown>): Promise<void> {
@@ -120,7 +131,10 @@ export function createReportHandler(o: ReportHandlerOptions) {
       }
       const main = m.files.find((f) => f.path === 'weights.bin') ?? m.files[0]!;
       const r = await o.store.recordResult({ jobId, deviceId, report: report as never, studentSha256: main.sha256, studentManifest: envelope as never });
-      if (r.inserted) o.logger.info({ deviceId, jobId }, 'student received and verified');
+      if (r.inserted) {
+        o.logger.info({ deviceId, jobId }, 'student received and verified');
+        o.onEvent?.({ type: 'result', deviceId, jobId, report });
+      }
     } catch (e) {
       const err = toEdgektError(e);
       o.logger.warn({ deviceId, jobId, code: err.code }, `student refused: ${err.message}`);
@@ -140,10 +154,12 @@ export function createReportHandler(o: ReportHandlerOptions) {
     if (u.jobId !== jobId) throw new Error(`update for ${u.jobId} on ${jobId}'s topic`);
     if (u.kind === 'progress') {
       o.onProgress?.(deviceId, jobId, u.progress, u.state);
+      o.onEvent?.({ type: 'progress', deviceId, jobId, state: u.state, progress: u.progress, at: u.at });
       return;
     }
-    const { applied } = await o.store.applyJobUpdate({ jobId, seq: u.seq, state: u.state, at: u.at, ...(u.error ? { error: u.error } : {}) });
+    const { applied, execution } = await o.store.applyJobUpdate({ jobId, seq: u.seq, state: u.state, at: u.at, ...(u.error ? { error: u.error } : {}) });
     if (!applied) return;
+    o.onEvent?.({ type: 'job', deviceId, jobId, rolloutId: execution?.rolloutId ?? null, state: u.state, at: u.at, error: u.error ?? null });
     if ((u.state === 'succeeded' || u.state === 'failed') && u.result !== undefined) {
       const r = ResultSchema.safeParse(u.result);
       if (r.success) await pullStudent(deviceId, jobId, r.data.student, { ...r.data.report, met: r.data.met });
@@ -159,7 +175,9 @@ export function createReportHandler(o: ReportHandlerOptions) {
         if (t.kind === 'status') await onStatus(t.deviceId, payload);
         else if (t.kind === 'telemetry') {
           const m = TelemetryMessageSchema.parse(JSON.parse(payload.toString('utf8')));
-          await o.store.recordTelemetry(t.deviceId, m as never, Date.parse(m.at));
+          if (await o.store.recordTelemetry(t.deviceId, m as never, Date.parse(m.at))) {
+            o.onEvent?.({ type: 'telemetry', deviceId: t.deviceId, at: Date.parse(m.at), cpuLoadPercent: m.cpuLoadPercent, temperatureC: m.temperatureC, memUsedMB: m.memUsedMB, memTotalMB: m.memTotalMB, activeJob: m.activeJob });
+          }
         } else if (t.kind === 'jobUpdate') await onUpdate(t.deviceId, t.jobId, payload);
       } catch (e) {
         o.logger.warn({ topic, err: e instanceof Error ? e.message : String(e) }, 'device message dropped');
