@@ -76,7 +76,7 @@ export function registerDemo(program: Command, ctx: CliContext): void {
           }
           const published = (await api('POST', '/api/teachers', teacherUpload(teacher.dir, 'mnist-teacher'))) as { sha256: string; size: number };
           ctx.out(`published teacher ${published.sha256.slice(0, 12)}… (${published.size} bytes)`);
-          const settings = { width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, seed: o.seed, valFraction: 0.1 };
+          const settings = { width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, seed: o.seed, valFraction: 0.1, step: 0.2 };
           const rollout = (await api('POST', '/api/rollouts', {
             // The latency-budgeted device first and alone (its measurements then see a quiet machine, as
             // a real device would), then the others together: one machine stands in for the whole fleet.
