@@ -62,6 +62,17 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     ticking = driver.tick().finally(() => (ticking = null));
     return ticking;
   };
+  // An update may open the next stage: tick soon, but at most once per quarter tick however many
+  // updates arrive (a tick reads every execution of every running rollout).
+  let soon: NodeJS.Timeout | null = null;
+  const tickSoon = (): void => {
+    if (soon) return;
+    soon = setTimeout(() => {
+      soon = null;
+      void tick();
+    }, Math.max(20, c.tickMs / 4));
+    soon.unref();
+  };
 
   async function cancelInFlight(rolloutId: string): Promise<void> {
     let cursor: string | null = null;
@@ -108,7 +119,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       cl.on('message', (topic, payload) => {
         if (topic.endsWith('/status') || topic.endsWith('/telemetry') || topic.endsWith('/update')) {
           void reports.handle(topic, payload).then(() => {
-            if (topic.endsWith('/update')) void tick();
+            if (topic.endsWith('/update')) tickSoon();
           });
         }
       });
@@ -136,6 +147,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
     },
     async stop() {
       if (timer) clearInterval(timer);
+      if (soon) clearTimeout(soon);
       await ticking;
       await driver?.release();
       dashboard?.close();

@@ -30,7 +30,7 @@ export const JobUpdatePayloadSchema = z.object({
 
 const ResultSchema = z.object({ met: z.boolean(), report: z.record(z.string(), z.json()), student: z.unknown() });
 
-const PULLS_AT_ONCE = 16;
+const PULLS_AT_ONCE = 64;
 
 export interface ReportHandlerOptions {
   coordinatorId: string;

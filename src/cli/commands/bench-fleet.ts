@@ -52,7 +52,10 @@ export interface FleetBenchResult {
   brokerMessagesSent: number;
   results: number;
   lost: number;
+  /** Results beyond one per device. */
   duplicated: number;
+  /** Job messages a device received twice (a redispatch of a job not yet acknowledged; the device dedups). */
+  duplicateJobDeliveries: number;
   coordinatorRssMB: number;
   coordinatorCpuPercent: number;
   bytesPulled: number;
@@ -194,7 +197,7 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         const r: FleetBenchResult = {
           devices: o.devices, artifactBytes, controlOnly, simProcesses: sims.length, connectSeconds: round(connectSeconds), seconds: round(seconds),
           messagesPerSecond: round((sys.received - sys0.received) / seconds), brokerMessagesReceived: sys.received - sys0.received, brokerMessagesSent: sys.sent - sys0.sent,
-          results: distinct.results, lost: o.devices - distinct.devices, duplicated: distinct.results - distinct.devices + sum('duplicateJobs'),
+          results: distinct.results, lost: o.devices - distinct.devices, duplicated: distinct.results - distinct.devices, duplicateJobDeliveries: sum('duplicateJobs'),
           coordinatorRssMB: round(u1.peakRssMB), coordinatorCpuPercent: round((100 * (u1.cpuSeconds - u0.cpuSeconds)) / seconds), bytesPulled: sum('bytesPulled'),
         };
         monitor.end(true);
