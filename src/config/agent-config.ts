@@ -92,8 +92,8 @@ export function configError(source: string, error: z.ZodError): EdgektError {
   return new EdgektError('EDGEKT_ERR_CONFIG', `${source}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { issues });
 }
 
-/** Parses agent YAML text; every error names its field. */
-export function parseAgentConfig(text: string, source = 'agent config'): AgentConfig {
+/** YAML text through a zod schema: a YAML error names its line, a schema error each field. */
+export function parseYamlConfig<S extends z.ZodType>(schema: S, text: string, source: string): z.infer<S> {
   let raw: unknown;
   try {
     raw = parseYaml(text);
@@ -101,7 +101,12 @@ export function parseAgentConfig(text: string, source = 'agent config'): AgentCo
     const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : '';
     throw new EdgektError('EDGEKT_ERR_CONFIG', `${source}: not valid YAML${where}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
   }
-  const r = AgentConfigSchema.safeParse(raw ?? {});
+  const r = schema.safeParse(raw ?? {});
   if (!r.success) throw configError(source, r.error);
   return r.data;
+}
+
+/** Parses agent YAML text; every error names its field. */
+export function parseAgentConfig(text: string, source = 'agent config'): AgentConfig {
+  return parseYamlConfig(AgentConfigSchema, text, source);
 }

@@ -1,7 +1,5 @@
 import { z } from 'zod';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
-import { EdgektError } from '../core/errors.js';
-import { configError } from './agent-config.js';
+import { parseYamlConfig } from './agent-config.js';
 
 const Id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'letters, digits, _ and -, at most 64');
 
@@ -49,14 +47,5 @@ export const CoordinatorConfigSchema = z
 export type CoordinatorConfig = z.infer<typeof CoordinatorConfigSchema>;
 
 export function parseCoordinatorConfig(text: string, source = 'coordinator config'): CoordinatorConfig {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (e) {
-    const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : '';
-    throw new EdgektError('EDGEKT_ERR_CONFIG', `${source}: not valid YAML${where}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
-  }
-  const r = CoordinatorConfigSchema.safeParse(raw ?? {});
-  if (!r.success) throw configError(source, r.error);
-  return r.data;
+  return parseYamlConfig(CoordinatorConfigSchema, text, source);
 }

@@ -11,6 +11,7 @@ import { createBlockLedger } from '../../store/block-ledger.js';
 import { createBlockServer, createFileBlockSink, pullFile, type BlockServer } from '../../transport/blocks/index.js';
 import { manifestForDir } from '../../transport/manifest-dir.js';
 import { TOPIC_PREFIX, allowPullResponse, topics } from '../../transport/topics.js';
+import { freePort } from '../free-port.js';
 
 /** Pieces of `edgekt bench agent`: a spawned broker, the bench teacher, one transfer each way. */
 
@@ -36,16 +37,6 @@ export function spreadOf(values: readonly number[]): Spread {
   const mid = s.length >> 1;
   const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
   return { median: round(median), min: round(s[0]!), max: round(s[s.length - 1]!), values: values.map((v) => round(v)) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export interface Broker {

@@ -12,22 +12,12 @@ import { EdgektError } from '../../core/errors.js';
 import { generateKeyPair, parsePublicKey, privateKeyPem, publicKeyPem, trustedKeyMap } from '../../transport/keys.js';
 import { action, parseIntOption, printJson, type CliContext } from '../context.js';
 import { startSimDevice, type SimCounters } from '../fleet-sim/sim-device.js';
+import { freePort } from '../free-port.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'edgekt.js');
 const MOSQUITTO = '/usr/sbin/mosquitto';
 
 const SimConfigSchema = z.object({ url: z.string(), from: z.number().int(), count: z.number().int().positive(), controlOnly: z.boolean(), fleetPub: z.string(), telemetryMs: z.number().int().positive() });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** utime+stime (clock ticks → seconds) and peak RSS of a process, from /proc. */
 function procUsage(pid: number): { cpuSeconds: number; peakRssMB: number } {
