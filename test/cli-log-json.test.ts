@@ -36,7 +36,7 @@ describe('edgekt --log-json', () => {
     expect(records.map((x) => x.msg)).toContain('compress job started');
     expect(records.filter((x) => x.msg === 'stage done').map((x) => x.stage)).toEqual(['teacher', 'lighten', 'distill', 'prune']);
     expect(r.stderr).not.toContain('compress: distill');
-    expect(JSON.parse(r.stdout).version).toBe(1);
+    expect(JSON.parse(r.stdout).version).toBe(2);
   });
 
   it('a bad spec value exits 2 naming the field', () => {
