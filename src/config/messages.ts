@@ -71,38 +71,29 @@ export const JobMessageSchema = z.discriminatedUnion('type', [
 ]);
 export type JobMessage = z.infer<typeof JobMessageSchema>;
 
+/** Every state a job can be in, in pipeline order; the last four are terminal (store/job-states.ts: transitions). */
 export const JOB_STATES = [
   'received', 'downloading', 'verified', 'lightening', 'distilling', 'pruning', 'benchmarking', 'reporting',
   'succeeded', 'failed', 'rejected', 'canceled',
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
-export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'rejected', 'canceled'];
 
-export const JobProgressSchema = z
-  .object({
-    stage: z.string(),
-    done: z.number().nonnegative(),
-    total: z.number().nonnegative(),
-    detail: z.string().optional(),
-    blocks: z.object({ received: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).strict().optional(),
-  })
-  .strict();
-export type JobProgress = z.infer<typeof JobProgressSchema>;
-
-/** On `devices/{id}/jobs/{jobId}/update`; idempotent by (jobId, seq). */
-export const JobUpdateSchema = z
-  .object({
-    type: z.literal('job-update'),
-    jobId: Id,
-    deviceId: Id,
-    seq: z.number().int().nonnegative(),
-    state: z.enum(JOB_STATES),
-    at: Iso,
-    progress: JobProgressSchema.optional(),
-    error: ErrorInfoSchema.optional(),
-    paused: z.string().nullable().optional(),
-    /** On `succeeded`: the compress report and the signed manifest of the student (pull it over `serve`). */
-    result: z.object({ met: z.boolean(), report: z.unknown(), student: z.unknown() }).strict().optional(),
-  })
-  .strict();
-export type JobUpdate = z.infer<typeof JobUpdateSchema>;
+/**
+ * On `devices/{id}/jobs/{jobId}/update`, as the agent's job store writes it. `kind: 'state'` carries
+ * a new seq; `kind: 'progress'` the current seq and a new progressSeq, so a stale progress report
+ * arriving after a state change is recognisably stale. Receivers apply by (jobId, seq).
+ */
+export const JobUpdateMessageSchema = z.object({
+  kind: z.enum(['state', 'progress']),
+  jobId: Id,
+  seq: z.number().int().nonnegative(),
+  progressSeq: z.number().int().nonnegative(),
+  state: z.enum(JOB_STATES),
+  at: z.number(),
+  from: z.enum(JOB_STATES).optional(),
+  error: ErrorInfoSchema.optional(),
+  result: z.unknown().optional(),
+  progress: z.unknown().optional(),
+  pausedReason: z.string().nullable().optional(),
+});
+export type JobUpdateMessage = z.infer<typeof JobUpdateMessageSchema>;

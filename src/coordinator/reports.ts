@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { StatusMessageSchema, TelemetryMessageSchema } from '../config/messages.js';
+import { JobUpdateMessageSchema, StatusMessageSchema, TelemetryMessageSchema } from '../config/messages.js';
 import type { Clock } from '../core/clock.js';
 import { toEdgektError } from '../core/errors.js';
 import type { CoordinatorStore } from '../store/coordinator/index.js';
@@ -13,20 +13,6 @@ import { verifyEnvelope } from '../transport/signing.js';
 import { parseDeviceTopic, topics } from '../transport/topics.js';
 import { TIMED_OUT_SEQ } from './rollout-driver.js';
 
-/** A device's job update as the agent's job store writes it (store/jobs.ts JobUpdateMessage). */
-export const JobUpdatePayloadSchema = z.object({
-  kind: z.enum(['state', 'progress']),
-  jobId: z.string().min(1),
-  seq: z.number().int().nonnegative(),
-  progressSeq: z.number().int().nonnegative(),
-  state: z.string().min(1),
-  at: z.number(),
-  from: z.string().optional(),
-  error: z.object({ code: z.string(), message: z.string() }).optional(),
-  result: z.unknown().optional(),
-  progress: z.unknown().optional(),
-  pausedReason: z.string().nullable().optional(),
-});
 
 const ResultSchema = z.object({ met: z.boolean(), report: z.record(z.string(), z.json()), student: z.unknown() });
 
@@ -150,7 +136,7 @@ export function createReportHandler(o: ReportHandlerOptions) {
   }
 
   async function onUpdate(deviceId: string, jobId: string, payload: Buffer): Promise<void> {
-    const u = JobUpdatePayloadSchema.parse(JSON.parse(payload.toString('utf8')));
+    const u = JobUpdateMessageSchema.parse(JSON.parse(payload.toString('utf8')));
     if (u.jobId !== jobId) throw new Error(`update for ${u.jobId} on ${jobId}'s topic`);
     if (u.kind === 'progress') {
       o.onProgress?.(deviceId, jobId, u.progress, u.state);

@@ -1,20 +1,6 @@
-/** Every state a job can be in, in pipeline order; the last four are terminal. */
-export const JOB_STATES = [
-  'received',
-  'downloading',
-  'verified',
-  'lightening',
-  'distilling',
-  'pruning',
-  'benchmarking',
-  'reporting',
-  'succeeded',
-  'failed',
-  'rejected',
-  'canceled',
-] as const;
+import { JOB_STATES, type JobState } from '../config/messages.js';
 
-export type JobState = (typeof JOB_STATES)[number];
+export { JOB_STATES, type JobState };
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set<JobState>(['succeeded', 'failed', 'rejected', 'canceled']);
 

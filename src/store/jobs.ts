@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../core/clock.js';
 import { EdgektError } from '../core/errors.js';
+import type { JobUpdateMessage } from '../config/messages.js';
 import { JOB_STATES, TERMINAL_STATES, canTransition, type JobState } from './job-states.js';
 import { createOutbox, type Outbox } from './outbox.js';
 import type { Db } from './sqlite.js';
@@ -28,24 +29,8 @@ export interface Job {
   updatedAt: number;
 }
 
-/**
- * The JSON payload of `devices/{id}/jobs/{jobId}/update`. `kind: 'state'` carries a new seq; `kind:
- * 'progress'` carries the current seq and a new progressSeq, so a stale progress report (older seq)
- * arriving after a state change is recognisably stale.
- */
-export interface JobUpdateMessage {
-  kind: 'state' | 'progress';
-  jobId: string;
-  seq: number;
-  progressSeq: number;
-  state: JobState;
-  at: number;
-  from?: JobState;
-  error?: JobError;
-  result?: unknown;
-  progress?: unknown;
-  pausedReason?: string | null;
-}
+/** The JSON payload of `devices/{id}/jobs/{jobId}/update` (config/messages.ts owns the schema). */
+export type { JobUpdateMessage };
 
 export interface TransitionDetail {
   /** Required for `failed` and `rejected`: the stable code the coordinator keys on. */
