@@ -17,6 +17,10 @@ import { freePort } from '../free-port.js';
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'edgekt.js');
 const MOSQUITTO = '/usr/sbin/mosquitto';
 
+const DevicesPageSchema = z.object({ total: z.number() });
+const ShaSchema = z.object({ sha256: z.string() });
+const IdSchema = z.object({ id: z.string() });
+const ResultsPageSchema = z.object({ items: z.array(z.object({ deviceId: z.string() })), nextCursor: z.string().nullable() });
 const SimConfigSchema = z.object({ url: z.string(), from: z.number().int(), count: z.number().int().positive(), controlOnly: z.boolean(), fleetPub: z.string(), telemetryMs: z.number().int().positive() });
 
 /** utime+stime (clock ticks → seconds) and peak RSS of a process, from /proc. */
@@ -113,7 +117,7 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         writeFileSync(path.join(dir, 'coordinator.yaml'), ['id: bench', 'broker:', `  url: ${url}`, 'store:', `  sqlite: ${path.join(dir, 'c.db')}`, 'http:', `  port: ${httpPort}`, `  adminTokensFile: ${path.join(dir, 'admin.tokens')}`, `fleetKey: ${path.join(dir, 'fleet.key')}`, `artifactsDir: ${path.join(dir, 'artifacts')}`, 'tickMs: 250', 'log:', '  level: warn', ''].join('\n'));
         const coordinator = spawn(process.execPath, [BIN, 'coordinator', '--config', path.join(dir, 'coordinator.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
         procs.push(coordinator);
-        const api = async (method: 'GET' | 'POST', route: string, body?: unknown): Promise<any> => {
+        const api = async (method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> => {
           const res = await fetch(`http://127.0.0.1:${httpPort}${route}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
           if (!res.ok) throw new EdgektError('EDGEKT_ERR_COORDINATOR', `${route}: HTTP ${res.status} ${await res.text()}`);
           return res.json();
@@ -149,7 +153,7 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         }
         say(`${o.devices} simulated devices in ${sims.length} processes connecting`);
         for (;;) {
-          const online = (await api('GET', '/api/devices?online=true&limit=1')).total as number;
+          const online = DevicesPageSchema.parse(await api('GET', '/api/devices?online=true&limit=1')).total;
           if (online >= o.devices) break;
           if (performance.now() - tc > o.timeout * 1000) throw new EdgektError('EDGEKT_ERR_TIMEOUT', `only ${online} of ${o.devices} devices came online`);
           await sleep(500);
@@ -158,16 +162,16 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         say(`all online in ${connectSeconds.toFixed(1)} s`);
         const artifactBytes = controlOnly ? 1024 : o.artifactMb * 2 ** 20;
         const weights = randomBytes(artifactBytes);
-        const teacher = await api('POST', '/api/teachers', { name: 'bench-teacher', blockSize: 128 * 1024, files: [{ path: 'model.json', base64: Buffer.from('{"bench":true}').toString('base64') }, { path: 'weights.bin', base64: weights.toString('base64') }] });
+        const teacher = ShaSchema.parse(await api('POST', '/api/teachers', { name: 'bench-teacher', blockSize: 128 * 1024, files: [{ path: 'model.json', base64: Buffer.from('{"bench":true}').toString('base64') }, { path: 'weights.bin', base64: weights.toString('base64') }] }));
         await sleep(1500);
         const sys0 = { ...sys };
         const u0 = procUsage(coordinator.pid!);
         const t0 = performance.now();
-        const rollout = await api('POST', '/api/rollouts', { teacherSha256: teacher.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: o.devices }, job: { dataset: 'default' } });
+        const rollout = IdSchema.parse(await api('POST', '/api/rollouts', { teacherSha256: teacher.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: o.devices }, job: { dataset: 'default' } }));
         let results = 0;
         let lastLog = 0;
         for (;;) {
-          results = (await api('GET', `/api/results?rollout=${rollout.id}&limit=1`)).items.length ? await countResults(api, rollout.id) : 0;
+          results = ResultsPageSchema.parse(await api('GET', `/api/results?rollout=${rollout.id}&limit=1`)).items.length ? await countResults(api, rollout.id) : 0;
           if (results >= o.devices) break;
           const el = (performance.now() - t0) / 1000;
           if (el - lastLog > 10) {
@@ -203,16 +207,16 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
 
 const round = (v: number): number => Math.round(v * 100) / 100;
 
-async function countResults(api: (m: 'GET', r: string) => Promise<any>, rolloutId: string): Promise<number> {
+async function countResults(api: (m: 'GET', r: string) => Promise<unknown>, rolloutId: string): Promise<number> {
   return (await distinctDevices(api, rolloutId)).results;
 }
 
-async function distinctDevices(api: (m: 'GET', r: string) => Promise<any>, rolloutId: string): Promise<{ results: number; devices: number }> {
+async function distinctDevices(api: (m: 'GET', r: string) => Promise<unknown>, rolloutId: string): Promise<{ results: number; devices: number }> {
   const devices = new Set<string>();
   let results = 0;
   let cursor: string | null = null;
   do {
-    const page: { items: Array<{ deviceId: string }>; nextCursor: string | null } = await api('GET', `/api/results?rollout=${rolloutId}&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    const page = ResultsPageSchema.parse(await api('GET', `/api/results?rollout=${rolloutId}&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`));
     for (const r of page.items) devices.add(r.deviceId);
     results += page.items.length;
     cursor = page.nextCursor;
