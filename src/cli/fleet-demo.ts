@@ -21,7 +21,7 @@ export const DEMO_PROFILES: Array<DemoDevice['profile']> = [
     budgets: { latencyP95: '0.6x', minAccuracy: '0.95x' }, runtime: { backend: 'auto', threads: 1 },
     training: { batchSize: 64, maxRssMB: 3000, maxTemperatureC: 95, allowedCron: '* * * * *' } },
   { name: 'demo-small', description: 'smallest model', match: { arch: ['x64', 'arm64', 'arm'] },
-    budgets: { modelSizeKB: '0.005x', minAccuracy: '0.92x' }, runtime: { backend: 'auto', threads: 1 },
+    budgets: { modelSizeKB: '0.006x', minAccuracy: '0.91x' }, runtime: { backend: 'auto', threads: 1 },
     training: { batchSize: 64, maxRssMB: 3000, maxTemperatureC: 95, allowedCron: '* * * * *' } },
   { name: 'demo-balanced', description: 'size and accuracy', match: { arch: ['x64', 'arm64', 'arm'] },
     budgets: { modelSizeKB: '0.008x', minAccuracy: '0.94x' }, runtime: { backend: 'auto', threads: 1 },
