@@ -9,23 +9,14 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { freePort } from './helpers/mosquitto.js';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const DEPLOY = path.join(ROOT, 'deploy', 'mosquitto');
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 export const hasMosquitto = existsSync(MOSQUITTO) && spawnSync('openssl', ['version']).status === 0;
 
-/** A port the kernel just handed out on loopback (closed again; the caller retries if it is taken). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 function run(cmd: string, args: string[], env: Record<string, string> = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, ...env } });

@@ -1,5 +1,5 @@
 import { EdgektError } from '../core/errors.js';
-import type { DependencyGraph } from '../model/dependency-graph.js';
+import { keptInputRows, type DependencyGraph } from '../model/dependency-graph.js';
 import { sizeOf, type WeightSet, type WeightTensor } from './weights.js';
 
 /**
@@ -67,16 +67,6 @@ interface AxisEdit {
   inChannels?: readonly number[];
 }
 
-/** Input rows kept by a consumer, in the surgery's order (flatten positions or depthwise multipliers). */
-function expandRows(keep: readonly number[], size: number, spatial: number, multiplier: number): number[] {
-  const rows: number[] = [];
-  if (multiplier > 1) {
-    for (const c of keep) for (let j = 0; j < multiplier; j++) rows.push(c * multiplier + j);
-    return rows;
-  }
-  for (let p = 0; p < spatial; p++) for (const c of keep) rows.push(p * size + c);
-  return rows;
-}
 
 function axesFor(spec: WeightSpec, e: AxisEdit | undefined): Array<readonly number[] | null> {
   const r = spec.shape.length;
@@ -115,7 +105,7 @@ export function indexMapFromKept(graph: DependencyGraph, specs: readonly WeightS
       if (m.role !== 'in') edit(m.layer).out = keep;
       else {
         const e = edit(m.layer);
-        e.inKept = expandRows(keep, group.size, m.spatial, m.multiplier);
+        e.inKept = keptInputRows(keep, group.size, m.spatial, m.multiplier);
         e.inChannels = keep;
       }
     }

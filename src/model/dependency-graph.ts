@@ -218,3 +218,18 @@ export function buildDependencyGraph(model: tf.LayersModel, options: GraphOption
   }
   return { groups };
 }
+
+/**
+ * The input rows a consumer keeps when its producer keeps channels `keep` of `size`: a Flatten
+ * repeats each channel at every spatial position, a depthwise multiplier expands each channel into
+ * `multiplier` rows. Pruning surgery and federated index maps must agree on this order.
+ */
+export function keptInputRows(keep: readonly number[], size: number, spatial: number, multiplier: number): number[] {
+  const rows: number[] = [];
+  if (multiplier > 1) {
+    for (const c of keep) for (let j = 0; j < multiplier; j++) rows.push(c * multiplier + j);
+    return rows;
+  }
+  for (let p = 0; p < spatial; p++) for (const c of keep) rows.push(p * size + c);
+  return rows;
+}

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../../core/errors.js';
-import { buildDependencyGraph, depthMultiplierOf, type DependencyGraph, type GraphOptions } from '../../model/dependency-graph.js';
+import { buildDependencyGraph, depthMultiplierOf, keptInputRows, type DependencyGraph, type GraphOptions } from '../../model/dependency-graph.js';
 import { validatePlan, type PrunePlan } from './planner.js';
 
 interface LayerEdit {
@@ -14,15 +14,6 @@ interface LayerEdit {
 
 type JsonLayer = { class_name: string; name?: string; config: Record<string, unknown> };
 
-function expand(keep: readonly number[], size: number, spatial: number, multiplier: number): number[] {
-  const rows: number[] = [];
-  if (multiplier > 1) {
-    for (const c of keep) for (let j = 0; j < multiplier; j++) rows.push(c * multiplier + j);
-    return rows;
-  }
-  for (let p = 0; p < spatial; p++) for (const c of keep) rows.push(p * size + c);
-  return rows;
-}
 
 function editsFor(plan: PrunePlan, graph: DependencyGraph): Map<string, LayerEdit> {
   const edits = new Map<string, LayerEdit>();
@@ -36,7 +27,7 @@ function editsFor(plan: PrunePlan, graph: DependencyGraph): Map<string, LayerEdi
     for (const m of group.members) {
       if (m.role === 'in') {
         const e = edit(m.layer);
-        e.inKept = expand(gp.keep, gp.size, m.spatial, m.multiplier);
+        e.inKept = keptInputRows(gp.keep, gp.size, m.spatial, m.multiplier);
         e.inChannels = gp.keep;
       } else edit(m.layer).out = gp.keep;
     }
