@@ -168,6 +168,55 @@ describe('budget loop', () => {
     m.dispose();
   });
 
+  it('more final fine-tunes while only accuracy misses and each one gains; the saved model is the last one', async () => {
+    const m = model();
+    const startKB = (m.countParams() * 4) / 1024;
+    // Accuracy rises with each final fine-tune: 0.90 after the first, 0.93, then 0.96 (meets 0.95).
+    let finals = 0;
+    const r = await runPruneLoop(m, {
+      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
+      probe: fakeProbe,
+      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
+      evaluate: () => [0.88, 0.9, 0.93, 0.96][finals]!,
+      stepFraction: 0.3,
+    });
+    expect(finals).toBe(3);
+    expect(r.met).toBe(true);
+    expect(r.chosen).toBe(r.history.length - 1);
+    expect(r.history.filter((h) => h.kind === 'final').map((h) => h.figures.accuracy)).toEqual([0.9, 0.93, 0.96]);
+    r.model.dispose();
+
+    // No gain: stop after the second final, report unmet with the last final's own figures.
+    finals = 0;
+    const stuck = await runPruneLoop(m, {
+      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
+      probe: fakeProbe,
+      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
+      evaluate: () => [0.88, 0.9, 0.89, 0.99][finals]!,
+      stepFraction: 0.3,
+    });
+    expect(finals).toBe(2);
+    expect(stuck.met).toBe(false);
+    expect(stuck.history[stuck.chosen]!.figures.accuracy).toBe(0.89);
+    expect(stuck.stopReason).toBe('the final model misses minAccuracy');
+    stuck.model.dispose();
+
+    // extraFinals: 0 keeps the single final fine-tune.
+    finals = 0;
+    const once = await runPruneLoop(m, {
+      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
+      probe: fakeProbe,
+      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
+      evaluate: () => [0.88, 0.9, 0.93, 0.96][finals]!,
+      stepFraction: 0.3,
+      extraFinals: 0,
+    });
+    expect(finals).toBe(1);
+    expect(once.met).toBe(false);
+    once.model.dispose();
+    m.dispose();
+  });
+
   it('confirms a latency violation side by side before believing it', async () => {
     const m = model();
     // Every first reading of a model is "disturbed" (10x slower, the candidate only); a re-measure is clean.

@@ -133,6 +133,11 @@ export interface PruneLoopOptions {
    * (LatencyTable) and rank channels by importance lost per millisecond saved.
    */
   latencyAware?: boolean;
+  /**
+   * More final fine-tunes when the final model misses only the accuracy budget: each continues
+   * training the same model, and they stop as soon as one gains no accuracy. Default 2.
+   */
+  extraFinals?: number;
   /** Called after each record with the model it describes (checkpoints, progress); may throw to abort. */
   onIteration?: (record: IterationRecord, model: tf.LayersModel, history: readonly IterationRecord[]) => Promise<void> | void;
   /** Resume: the history so far, the model of its last record and the closest model so far. */
@@ -163,6 +168,13 @@ export function nextStepFraction(check: BudgetCheck, step: number): number {
   const { limit, value } = resource[0]!;
   const needed = 1 - Math.pow(limit / value, 1 / 1.5);
   return Math.min(step, Math.max(0.01, 1.1 * needed));
+}
+
+/** True until a final fine-tune gains no accuracy over the one before it. */
+function gainedAccuracy(finals: readonly IterationRecord[]): boolean {
+  if (finals.length < 2) return true;
+  const [a, b] = [finals[finals.length - 2]!.figures.accuracy, finals[finals.length - 1]!.figures.accuracy];
+  return a === null || b === null || b > a;
 }
 
 /**
@@ -269,6 +281,14 @@ export async function runPruneLoop(start: tf.LayersModel, o: PruneLoopOptions): 
       const t0 = clock.hrMs();
       await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
       last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
+    }
+    // Accuracy is the one budget more training can still win: go on while it misses and gains.
+    const finals = history.filter((r) => r.kind === 'final');
+    while (last.kind === 'final' && !last.check.met && last.check.resourcesMet && finals.length <= (o.extraFinals ?? 2) && gainedAccuracy(finals)) {
+      const t0 = clock.hrMs();
+      await o.fineTune(current, { iteration: last.iteration + 1, kind: 'final' });
+      last = await record({ iteration: last.iteration + 1, kind: 'final', plan: null, removedChannels: 0, ...(await measured(current)) }, t0, current);
+      finals.push(last);
     }
   } catch (e) {
     // An abort (or failure) mid-loop: free every model the loop made; checkpoints hold the progress.

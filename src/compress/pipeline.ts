@@ -44,6 +44,8 @@ export interface PruneSettings {
   roundTo?: number;
   skipLayers?: string[];
   latencyAware?: boolean;
+  /** More final fine-tunes while only accuracy misses and each gains (runPruneLoop). */
+  extraFinals?: number;
 }
 
 export type PipelineEvent =
@@ -231,6 +233,7 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
       roundTo: p.roundTo,
       skipLayers: p.skipLayers,
       latencyAware: p.latencyAware,
+      ...(p.extraFinals !== undefined ? { extraFinals: p.extraFinals } : {}),
       resume,
       clock,
       onIteration: async (record, model, history) => {

@@ -22,6 +22,7 @@ export const JOB_SPEC_DEFAULTS = {
   batchSize: 64,
   step: 0.1,
   maxIterations: 30,
+  extraFinals: 2,
   importance: 'l1',
   minChannels: 4,
   roundTo: 4,
@@ -57,6 +58,8 @@ export const CompressJobSpecSchema = z.strictObject({
   /** Share of the prunable channels cut per iteration. */
   step: z.number().gt(0).lt(1).default(D.step),
   maxIterations: nonNegInt.default(D.maxIterations),
+  /** More final fine-tunes while only the accuracy budget misses and each one gains. */
+  extraFinals: nonNegInt.default(D.extraFinals),
   importance: z.enum(IMPORTANCE_KINDS).default(D.importance),
   minChannels: posInt.default(D.minChannels),
   roundTo: posInt.default(D.roundTo),

@@ -139,6 +139,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--batch-size <n>', 'training batch size', parseIntOption('batch-size'), D.batchSize)
     .option('--step <f>', 'share of prunable channels cut per iteration', parseFloatOption('step'), D.step)
     .option('--max-iterations <n>', 'pruning iterations at most', parseIntOption('max-iterations'), D.maxIterations)
+    .option('--extra-finals <n>', 'more final fine-tunes while only accuracy misses and each one gains', parseIntOption('extra-finals'), D.extraFinals)
     .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, D.importance)
     .option('--min-channels <n>', 'channels kept per group at least', parseIntOption('min-channels'), D.minChannels)
     .option('--round-to <n>', 'kept channel counts are multiples of this', parseIntOption('round-to'), D.roundTo)

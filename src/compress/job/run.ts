@@ -90,7 +90,7 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
     });
     const result = await runCompress({
       teacher, data, profile, stages, store: deps.checkpoints, backend, resume: spec.resume, probe: deps.probe,
-      prune: { stepFraction: spec.step, maxIterations: spec.maxIterations, importance: spec.importance, minChannels: spec.minChannels, roundTo: spec.roundTo, latencyAware: spec.latencyAware, skipLayers: spec.skipLayers },
+      prune: { stepFraction: spec.step, maxIterations: spec.maxIterations, extraFinals: spec.extraFinals, importance: spec.importance, minChannels: spec.minChannels, roundTo: spec.roundTo, latencyAware: spec.latencyAware, skipLayers: spec.skipLayers },
       ...(spec.evalLimit ? { evalLimit: spec.evalLimit } : {}),
       ...(deps.signal ? { signal: deps.signal } : {}),
       ...(deps.clock ? { clock: deps.clock } : {}),
