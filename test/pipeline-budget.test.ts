@@ -171,49 +171,38 @@ describe('budget loop', () => {
   it('more final fine-tunes while only accuracy misses and each one gains; the saved model is the last one', async () => {
     const m = model();
     const startKB = (m.countParams() * 4) / 1024;
+    /** The loop with accuracy accs[k] after k final fine-tunes; returns the result and k. */
+    const run = async (accs: number[], extraFinals?: number): Promise<{ r: Awaited<ReturnType<typeof runPruneLoop>>; finals: number }> => {
+      let finals = 0;
+      const r = await runPruneLoop(m, {
+        budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
+        probe: fakeProbe,
+        fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
+        evaluate: () => accs[finals]!,
+        stepFraction: 0.3,
+        ...(extraFinals !== undefined ? { extraFinals } : {}),
+      });
+      return { r, finals };
+    };
     // Accuracy rises with each final fine-tune: 0.90 after the first, 0.93, then 0.96 (meets 0.95).
-    let finals = 0;
-    const r = await runPruneLoop(m, {
-      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
-      probe: fakeProbe,
-      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
-      evaluate: () => [0.88, 0.9, 0.93, 0.96][finals]!,
-      stepFraction: 0.3,
-    });
-    expect(finals).toBe(3);
-    expect(r.met).toBe(true);
-    expect(r.chosen).toBe(r.history.length - 1);
-    expect(r.history.filter((h) => h.kind === 'final').map((h) => h.figures.accuracy)).toEqual([0.9, 0.93, 0.96]);
-    r.model.dispose();
-
+    const rising = await run([0.88, 0.9, 0.93, 0.96]);
+    expect(rising.finals).toBe(3);
+    expect(rising.r.met).toBe(true);
+    expect(rising.r.chosen).toBe(rising.r.history.length - 1);
+    expect(rising.r.history.filter((h) => h.kind === 'final').map((h) => h.figures.accuracy)).toEqual([0.9, 0.93, 0.96]);
+    rising.r.model.dispose();
     // No gain: stop after the second final, report unmet with the last final's own figures.
-    finals = 0;
-    const stuck = await runPruneLoop(m, {
-      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
-      probe: fakeProbe,
-      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
-      evaluate: () => [0.88, 0.9, 0.89, 0.99][finals]!,
-      stepFraction: 0.3,
-    });
-    expect(finals).toBe(2);
-    expect(stuck.met).toBe(false);
-    expect(stuck.history[stuck.chosen]!.figures.accuracy).toBe(0.89);
-    expect(stuck.stopReason).toBe('the final model misses minAccuracy');
-    stuck.model.dispose();
-
+    const stuck = await run([0.88, 0.9, 0.89, 0.99]);
+    expect(stuck.finals).toBe(2);
+    expect(stuck.r.met).toBe(false);
+    expect(stuck.r.history[stuck.r.chosen]!.figures.accuracy).toBe(0.89);
+    expect(stuck.r.stopReason).toBe('the final model misses minAccuracy');
+    stuck.r.model.dispose();
     // extraFinals: 0 keeps the single final fine-tune.
-    finals = 0;
-    const once = await runPruneLoop(m, {
-      budgets: { modelSizeKB: 0.5 * startKB, minAccuracy: 0.95 },
-      probe: fakeProbe,
-      fineTune: async (_s, req) => void (req.kind === 'final' && finals++),
-      evaluate: () => [0.88, 0.9, 0.93, 0.96][finals]!,
-      stepFraction: 0.3,
-      extraFinals: 0,
-    });
-    expect(finals).toBe(1);
-    expect(once.met).toBe(false);
-    once.model.dispose();
+    const once = await run([0.88, 0.9, 0.93, 0.96], 0);
+    expect(once.finals).toBe(1);
+    expect(once.r.met).toBe(false);
+    once.r.model.dispose();
     m.dispose();
   });
 
