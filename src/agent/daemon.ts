@@ -70,6 +70,8 @@ export function createAgent(o: AgentOptions): Agent {
   let stopping = false;
   const queue: string[] = [];
   let active: { jobId: string; controller: AbortController } | null = null;
+  /** Cancels of the active job: a cancel that lands while a pause or stop is winding it down must not be lost. */
+  const cancels = new Set<string>();
   let wake: (() => void) | null = null;
   let loop: Promise<void> | null = null;
   const idleWaiters: Array<() => void> = [];
@@ -125,8 +127,10 @@ export function createAgent(o: AgentOptions): Agent {
   function cancel(jobId: string): void {
     const job = jobs!.get(jobId);
     if (!job || isTerminal(job.state)) return;
-    if (active?.jobId === jobId) active.controller.abort('cancel');
-    else {
+    if (active?.jobId === jobId) {
+      cancels.add(jobId);
+      active.controller.abort('cancel');
+    } else {
       const at = queue.indexOf(jobId);
       if (at >= 0) queue.splice(at, 1);
       jobs!.transition(jobId, 'canceled');
@@ -150,11 +154,12 @@ export function createAgent(o: AgentOptions): Agent {
       try {
         await executor.drive(jobId, controller.signal);
       } catch (e) {
-        const why = controller.signal.reason;
+        const why = cancels.has(jobId) ? 'cancel' : controller.signal.reason;
         if (why === 'cancel') jobs!.transition(jobId, 'canceled');
         else if (why !== 'pause' && why !== 'stop') log.error({ jobId, err: toEdgektError(e).toJSON() }, 'job loop');
       } finally {
         active = null;
+        cancels.delete(jobId);
         pump?.kick();
       }
       const after = jobs!.get(jobId);
