@@ -154,12 +154,12 @@ export function createAgent(o: AgentOptions): Agent {
       try {
         await executor.drive(jobId, controller.signal);
       } catch (e) {
-        const why = cancels.has(jobId) ? 'cancel' : controller.signal.reason;
-        if (why === 'cancel') jobs!.transition(jobId, 'canceled');
-        else if (why !== 'pause' && why !== 'stop') log.error({ jobId, err: toEdgektError(e).toJSON() }, 'job loop');
+        const why: unknown = cancels.has(jobId) ? 'cancel' : controller.signal.reason;
+        if (why !== 'cancel' && why !== 'pause' && why !== 'stop') log.error({ jobId, err: toEdgektError(e).toJSON() }, 'job loop');
       } finally {
         active = null;
-        cancels.delete(jobId);
+        // However the run ended, a cancel asked for while it ran wins over a pause or a stop.
+        if (cancels.delete(jobId) && !isTerminal(jobs!.get(jobId)!.state)) jobs!.transition(jobId, 'canceled');
         pump?.kick();
       }
       const after = jobs!.get(jobId);
