@@ -1,7 +1,7 @@
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import pino, { type Logger } from 'pino';
 import { EdgektError, exitCodeFor, toEdgektError, EXIT } from '../core/errors.js';
-import { initBackend, parseBackendChoice, type BackendInfo } from '../runtime/backend.js';
+import type { BackendInfo } from '../runtime/backend.js';
 
 /** What every command shares: output streams and backend initialisation from the global option. */
 export interface CliContext {
@@ -22,7 +22,8 @@ export function createCliContext(program: Command, env: NodeJS.ProcessEnv): CliC
     err: (line) => process.stderr.write(line + '\n'),
     backend: () => {
       const opt = program.opts<{ backend?: string }>().backend;
-      info ??= initBackend(parseBackendChoice(opt ?? (env.EDGEKT_BACKEND || 'auto')));
+      // Imported here, not at the top: tfjs loads only for the commands that compute.
+      info ??= import('../runtime/backend.js').then((b) => b.initBackend(b.parseBackendChoice(opt ?? (env.EDGEKT_BACKEND || 'auto'))));
       return info;
     },
     logger: () => {

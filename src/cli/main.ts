@@ -1,38 +1,32 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../core/errors.js';
 import { createCliContext, type CliContext } from './context.js';
-import { registerRuntime } from './commands/runtime.js';
-import { registerBench } from './commands/bench.js';
-import { registerData } from './commands/data.js';
-import { registerProfile } from './commands/profile.js';
-import { registerCompress } from './commands/compress.js';
-import { registerLighten } from './commands/lighten.js';
-import { registerTeacher } from './commands/teacher.js';
-import { registerDistill } from './commands/distill.js';
-import { registerDemo } from './commands/demo-fleet.js';
-import { registerAgent } from './commands/agent.js';
-import { registerCoordinator } from './commands/coordinator.js';
-import { registerFleet } from './commands/fleet.js';
-import { registerKeys } from './commands/keys.js';
-import { registerArtifact } from './commands/artifact.js';
+import { lazyCommands, type LazyCommand } from './lazy-commands.js';
 
-/** Every subcommand module exports one `registerX(program, ctx)`; add new ones here. */
-const COMMANDS: Array<(program: Command, ctx: CliContext) => void> = [
-  registerRuntime,
-  registerBench,
-  registerData,
-  registerProfile,
-  registerCompress,
-  registerLighten,
-  registerTeacher,
-  registerDistill,
-  registerDemo,
-  registerKeys,
-  registerArtifact,
-  registerAgent,
-  registerCoordinator,
-  registerFleet,
+/**
+ * Every subcommand module exports one `registerX(program, ctx, rest)`; add new ones here. Modules
+ * are imported only for the command being run (all of them for help or an unknown name): the
+ * coordinator and the fleet simulator never load tfjs and its wasm, which the compress side needs.
+ */
+const COMMANDS: readonly LazyCommand<Command>[] = [
+  { name: 'runtime', load: async () => (await import('./commands/runtime.js')).registerRuntime },
+  { name: 'bench', load: async () => (await import('./commands/bench.js')).registerBench },
+  { name: 'data', load: async () => (await import('./commands/data.js')).registerData },
+  { name: 'profile', load: async () => (await import('./commands/profile.js')).registerProfile },
+  { name: 'compress', load: async () => (await import('./commands/compress.js')).registerCompress },
+  { name: 'lighten', load: async () => (await import('./commands/lighten.js')).registerLighten },
+  { name: 'teacher', load: async () => (await import('./commands/teacher.js')).registerTeacher },
+  { name: 'distill', load: async () => (await import('./commands/distill.js')).registerDistill },
+  { name: 'demo', load: async () => (await import('./commands/demo-fleet.js')).registerDemo },
+  { name: 'keys', load: async () => (await import('./commands/keys.js')).registerKeys },
+  { name: 'artifact', load: async () => (await import('./commands/artifact.js')).registerArtifact },
+  { name: 'agent', load: async () => (await import('./commands/agent.js')).registerAgent },
+  { name: 'coordinator', load: async () => (await import('./commands/coordinator.js')).registerCoordinator },
+  { name: 'fleet', load: async () => (await import('./commands/fleet.js')).registerFleet },
 ];
+
+/** Global options that take a value (their value is not a command name). */
+const VALUE_OPTIONS = ['--backend'];
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('edgekt');
@@ -43,8 +37,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--log-json', 'log progress as pino JSON lines on stderr instead of bars and text lines (level: env EDGEKT_LOG_LEVEL)')
     .showHelpAfterError()
     .exitOverride();
-  const ctx = createCliContext(program, process.env);
-  for (const register of COMMANDS) register(program, ctx);
+  const ctx: CliContext = createCliContext(program, process.env);
+  await lazyCommands(program, ctx, COMMANDS, argv.slice(2), VALUE_OPTIONS);
   try {
     await program.parseAsync(argv);
   } catch (e) {

@@ -115,7 +115,9 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         writeFileSync(path.join(dir, 'admin.tokens'), `${token}\n`);
         const httpPort = await freePort();
         writeFileSync(path.join(dir, 'coordinator.yaml'), ['id: bench', 'broker:', `  url: ${url}`, 'store:', `  sqlite: ${path.join(dir, 'c.db')}`, 'http:', `  port: ${httpPort}`, `  adminTokensFile: ${path.join(dir, 'admin.tokens')}`, `fleetKey: ${path.join(dir, 'fleet.key')}`, `artifactsDir: ${path.join(dir, 'artifacts')}`, 'tickMs: 250', 'log:', '  level: warn', ''].join('\n'));
-        const coordinator = spawn(process.execPath, [BIN, 'coordinator', '--config', path.join(dir, 'coordinator.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
+        // EDGEKT_BENCH_COORDINATOR_NODE_ARGS: extra node flags for the coordinator (e.g. --cpu-prof).
+        const nodeArgs = (process.env.EDGEKT_BENCH_COORDINATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+        const coordinator = spawn(process.execPath, [...nodeArgs, BIN, 'coordinator', '--config', path.join(dir, 'coordinator.yaml')], { stdio: ['ignore', 'ignore', 'inherit'] });
         procs.push(coordinator);
         const api = async (method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> => {
           const res = await fetch(`http://127.0.0.1:${httpPort}${route}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
@@ -168,10 +170,12 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         const u0 = procUsage(coordinator.pid!);
         const t0 = performance.now();
         const rollout = IdSchema.parse(await api('POST', '/api/rollouts', { teacherSha256: teacher.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: o.devices }, job: { dataset: 'default' } }));
+        // Results are read on from the last page's cursor: each poll costs the coordinator only the new rows.
+        const seen = { full: 0, cursor: null as string | null };
         let results = 0;
         let lastLog = 0;
         for (;;) {
-          results = ResultsPageSchema.parse(await api('GET', `/api/results?rollout=${rollout.id}&limit=1`)).items.length ? await countResults(api, rollout.id) : 0;
+          results = await readNewResults(api, rollout.id, seen);
           if (results >= o.devices) break;
           const el = (performance.now() - t0) / 1000;
           if (el - lastLog > 10) {
@@ -195,6 +199,8 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
           coordinatorRssMB: round(u1.peakRssMB), coordinatorCpuPercent: round((100 * (u1.cpuSeconds - u0.cpuSeconds)) / seconds), bytesPulled: sum('bytesPulled'),
         };
         monitor.end(true);
+        coordinator.kill('SIGTERM'); // a clean stop (and its --cpu-prof profile, if asked for)
+        await Promise.race([new Promise((r) => coordinator.once('exit', r)), sleep(5000)]);
         if (o.json) printJson(ctx, r);
         else ctx.out(Object.entries(r).map(([k, v]) => `${k.padEnd(24)} ${v}`).join('\n'));
         return r.lost === 0 && r.duplicated === 0 ? 0 : 1;
@@ -207,8 +213,17 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
 
 const round = (v: number): number => Math.round(v * 100) / 100;
 
-async function countResults(api: (m: 'GET', r: string) => Promise<unknown>, rolloutId: string): Promise<number> {
-  return (await distinctDevices(api, rolloutId)).results;
+/**
+ * The results recorded so far: full pages are counted once and skipped by cursor from then on, so
+ * each poll re-reads at most the last, partial page (the coordinator serves only new rows).
+ */
+async function readNewResults(api: (m: 'GET', r: string) => Promise<unknown>, rolloutId: string, at: { full: number; cursor: string | null }): Promise<number> {
+  for (;;) {
+    const page = ResultsPageSchema.parse(await api('GET', `/api/results?rollout=${rolloutId}&limit=1000${at.cursor ? `&cursor=${encodeURIComponent(at.cursor)}` : ''}`));
+    if (!page.nextCursor) return at.full + page.items.length;
+    at.full += page.items.length;
+    at.cursor = page.nextCursor;
+  }
 }
 
 async function distinctDevices(api: (m: 'GET', r: string) => Promise<unknown>, rolloutId: string): Promise<{ results: number; devices: number }> {
