@@ -6,6 +6,7 @@ import { registerBenchTrain } from './bench-train.js';
 import { registerBenchDistill } from './bench-distill.js';
 import { registerBenchFleet } from './bench-fleet.js';
 import { registerBenchAgent } from './bench-agent.js';
+import { registerBenchFederated } from './bench-federated.js';
 
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here. */
 const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
@@ -15,6 +16,7 @@ const BENCH_COMMANDS: Array<(bench: Command, ctx: CliContext) => void> = [
   registerBenchDistill,
   registerBenchFleet,
   registerBenchAgent,
+  registerBenchFederated,
 ];
 
 export function registerBench(program: Command, ctx: CliContext): void {
