@@ -11,7 +11,7 @@ import {
   type DistillResult,
   type DistillState,
 } from '../src/compress/distill/index.js';
-import type { ImageSet } from '../src/data/types.js';
+import { tinyImages } from './helpers/data-fixtures.js';
 import { buildReferenceStudent, buildReferenceTeacher } from '../src/model/reference-teacher.js';
 import { initBackend } from '../src/runtime/backend.js';
 
@@ -21,15 +21,7 @@ const SHAPE: [number, number, number] = [8, 8, 1];
 const teacherOf = (): tf.LayersModel => buildReferenceTeacher({ seed: 0, inputShape: SHAPE, widths: [4, 8], classes: 3, denseUnits: 8 });
 const studentOf = (seed: number): tf.LayersModel => buildReferenceStudent({ seed, inputShape: SHAPE, widths: [2, 4], classes: 3 });
 
-function data(count: number): ImageSet {
-  const x = new Float32Array(count * 64);
-  const y = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    y[i] = i % 3;
-    for (let p = 0; p < 64; p++) x[i * 64 + p] = ((p * 7 + i * 13) % 17) / 17 + (p % 3 === y[i] ? 0.5 : 0);
-  }
-  return { x, y, count, shape: SHAPE, numClasses: 3, classNames: ['a', 'b', 'c'] };
-}
+const data = tinyImages;
 
 const OPTIONS: DistillOptions = { epochs: 3, batchSize: 8, seed: 3, learningRate: 1e-2, recalibrateBatches: 2, noiseSigma: 0.2 };
 

@@ -9,3 +9,4 @@ export * from './fedadam.js';
 export * from './aggregate.js';
 export * from './float16.js';
 export * from './codec.js';
+export * from './round-trainer.js';

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import * as jpeg from 'jpeg-js';
+import type { ImageSet } from '../../src/data/types.js';
 
 export function tmpDir(prefix = 'edgekt-data-'): string {
   return mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -58,4 +59,15 @@ export function pngFile(file: string, w: number, h: number, rgb: [number, number
 export function jpegFile(file: string, w: number, h: number, rgb: [number, number, number]): void {
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, jpeg.encode({ width: w, height: h, data: solid(w, h, rgb) }, 95).data);
+}
+
+/** Tiny 8×8×1 three-class images whose class shows in every third pixel: trainable in a few cpu steps. */
+export function tinyImages(count: number): ImageSet {
+  const x = new Float32Array(count * 64);
+  const y = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    y[i] = i % 3;
+    for (let p = 0; p < 64; p++) x[i * 64 + p] = ((p * 7 + i * 13) % 17) / 17 + (p % 3 === y[i] ? 0.5 : 0);
+  }
+  return { x, y, count, shape: [8, 8, 1], numClasses: 3, classNames: ['a', 'b', 'c'] };
 }

@@ -11,6 +11,7 @@ const BENCH_COMMANDS: readonly LazyCommand<Command>[] = [
   { name: 'fleet', load: async () => (await import('./bench-fleet.js')).registerBenchFleet },
   { name: 'fleet-sim', load: async () => (await import('./bench-fleet.js')).registerBenchFleet },
   { name: 'agent', load: async () => (await import('./bench-agent.js')).registerBenchAgent },
+  { name: 'federated', load: async () => (await import('./bench-federated.js')).registerBenchFederated },
 ];
 
 export async function registerBench(program: Command, ctx: CliContext, rest: string[] = []): Promise<void> {

@@ -240,6 +240,7 @@ function accumulate(sums: Sums, phase: DistillPhase, l: LossParts): void {
   l.hints.forEach((v, i) => (s.hints[i] = (s.hints[i] ?? 0) + v));
   if (l.kd !== null) s.kd = (s.kd ?? 0) + l.kd;
   if (l.ce !== null) s.ce = (s.ce ?? 0) + l.ce;
+  if (l.proximal !== undefined) s.proximal = (s.proximal ?? 0) + l.proximal;
   s.steps++;
 }
 
@@ -250,6 +251,7 @@ function finish(sums: Sums): Sums {
     s.hints = s.hints.map((v) => v / s.steps);
     if (s.kd !== null) s.kd /= s.steps;
     if (s.ce !== null) s.ce /= s.steps;
+    if (s.proximal !== undefined) s.proximal /= s.steps;
   }
   return sums;
 }

@@ -104,6 +104,8 @@ export interface LossParts {
   hints: number[];
   kd: number | null;
   ce: number | null;
+  /** FedProx's μ/2·‖w − w₀‖², when the trainer has a proximal anchor. */
+  proximal?: number;
 }
 
 export interface LossWeights {

@@ -37,6 +37,12 @@ export interface DistillTrainerOptions {
   learningRate?: number;
   /** Seeds the adapters' initial weights and the noise. Default 0. */
   seed?: number;
+  /**
+   * FedProx (Li et al. 2020): adds μ/2·‖w − w₀‖² over the student's trainable weights to the loss,
+   * inside the gradient tape, w₀ being the weights when the trainer is created (the round's start).
+   * Keeps local training near the global model on non-IID data. Absent or μ = 0: no term.
+   */
+  proximal?: { mu: number };
 }
 
 export const DISTILL_DEFAULTS = {
@@ -108,6 +114,10 @@ export function createDistillTrainer(
   const adapterVars = adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
   const studentVars = student.trainableWeights.map((w) => w.read() as tf.Variable);
   const upstream = upstreamLayers(student, pairs.map((p) => p.student.layerName));
+  const mu = options.proximal?.mu ?? 0;
+  if (!(mu >= 0)) throw new EdgektError('EDGEKT_ERR_USAGE', `proximal mu must be >= 0, got ${mu}`);
+  // The anchor: copies of the weights at creation, freed by dispose().
+  const anchors = new Map<tf.Variable, tf.Tensor>(mu > 0 ? studentVars.map((v) => [v, tf.clone(v)]) : []);
   const hintVars = [
     ...student.layers.filter((l) => upstream.has(l.name)).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable)),
     ...adapterVars,
@@ -125,7 +135,7 @@ export function createDistillTrainer(
           return [...outs.slice(0, -1), logits];
         })
       : null;
-    let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null } = { hints: [], kd: null, ce: null };
+    let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null; prox: tf.Scalar | null } = { hints: [], kd: null, ce: null, prox: null };
     const varList = !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
     const optimizer = optimizerFor(phase);
     // tfjs's Adam reads its (protected) learningRate field on every update and has no setter.
@@ -140,13 +150,15 @@ export function createDistillTrainer(
         const kd = usesLogits && teacherOut && o.kdWeight > 0 ? kdLoss(sLogits, teacherOut[teacherOut.length - 1] as tf.Tensor2D, o.temperature) : null;
         const ce = usesLogits && labels && (o.ceWeight > 0 || !teacherOut) ? crossEntropyLoss(sLogits, labels) : null;
         if (!hints.length && !kd && !ce) throw new EdgektError('EDGEKT_ERR_USAGE', `phase ${phase} has no loss term (no teacher and no labels?)`);
-        kept = { hints: hints.map((h) => tf.keep(h)), kd: kd && tf.keep(kd), ce: ce && tf.keep(ce) };
-        return weightedLoss(kept, { hints: hintWeights, kd: o.kdWeight, ce: teacherOut ? o.ceWeight : 1 });
+        const prox = anchors.size > 0 ? proximalLoss(varList, anchors, mu) : null;
+        kept = { hints: hints.map((h) => tf.keep(h)), kd: kd && tf.keep(kd), ce: ce && tf.keep(ce), prox: prox && tf.keep(prox) };
+        const loss = weightedLoss(kept, { hints: hintWeights, kd: o.kdWeight, ce: teacherOut ? o.ceWeight : 1 });
+        return prox ? tf.add(loss, prox) : loss;
       },
       true,
       varList,
     )!;
-    const all = [total, ...kept.hints, ...(kept.kd ? [kept.kd] : []), ...(kept.ce ? [kept.ce] : [])];
+    const all = [total, ...kept.hints, ...(kept.kd ? [kept.kd] : []), ...(kept.ce ? [kept.ce] : []), ...(kept.prox ? [kept.prox] : [])];
     const values = tf.tidy(() => tf.stack(all).dataSync());
     tf.dispose([...all, ...(teacherOut ?? [])]);
     let i = 1;
@@ -155,6 +167,7 @@ export function createDistillTrainer(
       hints: kept.hints.map(() => values[i++]!),
       kd: kept.kd ? values[i++]! : null,
       ce: kept.ce ? values[i++]! : null,
+      ...(kept.prox ? { proximal: values[i++]! } : {}),
     };
   };
 
@@ -168,8 +181,22 @@ export function createDistillTrainer(
     dispose: () => {
       adapters.forEach((a) => a.dispose());
       Object.values(optimizers).forEach((opt) => opt?.dispose());
+      tf.dispose([...anchors.values()]);
+      anchors.clear();
     },
   };
+}
+
+/** μ/2 · Σ‖v − anchor(v)‖² over the variables being trained that have an anchor. */
+function proximalLoss(vars: readonly tf.Variable[], anchors: ReadonlyMap<tf.Variable, tf.Tensor>, mu: number): tf.Scalar {
+  return tf.tidy(() => {
+    let sq: tf.Scalar = tf.scalar(0);
+    for (const v of vars) {
+      const a = anchors.get(v);
+      if (a) sq = tf.add(sq, tf.sum(tf.squaredDifference(v, a)));
+    }
+    return tf.mul(sq, mu / 2);
+  });
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -1,0 +1,102 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { clientMeans, federatedMarkdown, summarizeGroups, verdicts, type ClientAccuracy } from '../../bench/federated-bench.js';
+import { EdgektError } from '../../core/errors.js';
+import { action, parseIntOption, printJson, type CliContext } from '../context.js';
+import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
+import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
+import { createInProcessTransport } from '../fed-bench/transport.js';
+import { cacheRoot } from './teacher.js';
+
+type Preset = Omit<SetupSettings, 'cacheDir'> & ExperimentSettings;
+
+const GROUPS = [
+  { name: 'large', clients: 3, prune: 0.25 },
+  { name: 'medium', clients: 3, prune: 0.45 },
+  { name: 'small', clients: 2, prune: 0.65 },
+];
+
+/** The presets: `full` is what docs/benchmarks.md records (≤ 45 min here); `quick` a smoke run; `tiny` the test's. */
+export const FED_PRESETS: Record<'full' | 'quick' | 'tiny', Preset> = {
+  full: {
+    data: 'fashion-mnist', serverSamples: 10000, clientSamples: 3200, testSamples: 2000, teacherEpochs: 3, baseEpochs: 5, width: 0.5,
+    groups: GROUPS, alpha: 0.5, rounds: 5, epochs: 1, batchSize: 32, learningRate: 3e-3, mu: 0.01, maxSteps: 12,
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+  },
+  quick: {
+    data: 'fashion-mnist', serverSamples: 3000, clientSamples: 1600, testSamples: 1000, teacherEpochs: 2, baseEpochs: 2, width: 0.5,
+    groups: GROUPS, alpha: 0.5, rounds: 3, epochs: 1, batchSize: 32, learningRate: 3e-3, mu: 0.01, maxSteps: 6,
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+  },
+  tiny: {
+    data: 'fashion-mnist', serverSamples: 256, clientSamples: 512, testSamples: 128, teacherEpochs: 1, baseEpochs: 1, width: 0.5,
+    groups: GROUPS, alpha: 0.5, rounds: 2, epochs: 1, batchSize: 16, learningRate: 2e-3, mu: 0.01, maxSteps: 1,
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+  },
+};
+
+interface FedBenchOptions {
+  json?: boolean;
+  preset: string;
+  rounds?: number;
+  maxSteps?: number;
+  seeds?: number;
+  data?: string;
+  cache?: string;
+}
+
+export function registerBenchFederated(bench: Command, ctx: CliContext): void {
+  bench
+    .command('federated')
+    .description('federated fine-tuning of differently pruned students on non-IID Fashion-MNIST (Dirichlet 0.5): importance vs prefix channels, local only, none, under attack')
+    .option('--json', 'print JSON')
+    .option('--preset <name>', 'full (≤ 45 min, docs/benchmarks.md) | quick (a few minutes) | tiny (seconds, tests)', 'full')
+    .option('--rounds <n>', 'federated rounds R', parseIntOption('rounds'))
+    .option('--max-steps <n>', 'local steps per client and round', parseIntOption('max-steps'))
+    .option('--seeds <n>', 'number of seeds (0..n-1)', parseIntOption('seeds'))
+    .option('--data <spec>', 'dataset spec (default fashion-mnist)')
+    .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
+    .action(
+      action(ctx, async (o: FedBenchOptions) => {
+        const preset = FED_PRESETS[o.preset as keyof typeof FED_PRESETS];
+        if (!preset) throw new EdgektError('EDGEKT_ERR_USAGE', `--preset must be full, quick or tiny, got ${o.preset}`);
+        const s: Preset = {
+          ...preset,
+          ...(o.rounds !== undefined ? { rounds: o.rounds } : {}),
+          ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
+          ...(o.seeds !== undefined ? { seeds: Array.from({ length: o.seeds }, (_, i) => i) } : {}),
+          ...(o.data !== undefined ? { data: o.data } : {}),
+        };
+        const info = await ctx.backend();
+        const started = performance.now();
+        const log = (line: string): void => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
+        const setup = await prepareBench({ ...s, cacheDir: o.cache ?? path.join(cacheRoot(), 'bench-federated') }, log);
+        log(`teacher ${(setup.teacherAccuracy * 100).toFixed(2)}%, base ${(setup.baseAccuracy * 100).toFixed(2)}% on ${setup.test.count} test images`);
+        const transport = createInProcessTransport();
+        const runs: SeedRun[] = [];
+        try {
+          for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));
+        } finally {
+          await transport.close();
+          setup.teacher.dispose();
+          setup.base.dispose();
+        }
+        const rows: ClientAccuracy[] = runs.flatMap((r) => r.rows);
+        const groups = summarizeGroups(runs[0]!.groups, rows, s.seeds);
+        const report = {
+          groups,
+          clients: clientMeans(rows),
+          verdicts: verdicts(groups),
+          settings: { ...s, transport: transport.name, backend: info.backend, testSet: `Fashion-MNIST test, ${setup.test.count} images (seeded pick)` },
+          teacher: { accuracy: setup.teacherAccuracy, params: setup.teacher.countParams(), cached: setup.cached.teacher, trainSeconds: setup.seconds.teacher },
+          base: { accuracy: setup.baseAccuracy, params: setup.base.countParams(), cached: setup.cached.base, trainSeconds: setup.seconds.base },
+          perSeed: runs.map((r, i) => ({ seed: s.seeds[i], clientSamples: r.clientSamples, seconds: r.seconds, attackClips: r.attackClips })),
+          seconds: (performance.now() - started) / 1000,
+        };
+        if (o.json) return printJson(ctx, report);
+        ctx.out(federatedMarkdown(groups));
+        ctx.out(`accuracy % on ${setup.test.count} test images, mean ± half the spread over ${s.seeds.length} seeds; ${s.rounds} rounds; ${report.seconds.toFixed(0)} s`);
+        ctx.out(`verdicts: ${JSON.stringify(report.verdicts)}`);
+      }),
+    );
+}

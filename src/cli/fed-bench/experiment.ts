@@ -1,0 +1,189 @@
+import type * as tf from '@tensorflow/tfjs';
+import { clientMeans, summarizeGroups, verdicts, type ClientAccuracy, type FedCondition } from '../../bench/federated-bench.js';
+import { RoundConfigSchema, type FederatedStrategyName, type RoundConfig } from '../../config/federated.js';
+import { dirichletPartition, subset, type ImageSet } from '../../data/index.js';
+import { aggregate, deltaOf, l2Norm, sliceForDevice, type ClientUpdate, type IndexMap, type RoundTrainResult, type StrategyConfig, type WeightSet } from '../../federated/index.js';
+import { setModelWeights, weightSetFromModel } from '../../federated/tfjs-weights.js';
+import { createRoundTrainer, enrolDevice } from '../../jobs/round-trainer.js';
+import { evaluateAccuracy } from '../../model/index.js';
+import type { BenchSetup } from './setup.js';
+import { memoTrainer, signFlipTrainer, weightsDigest, type FleetClient, type RoundTransport } from './transport.js';
+
+export interface BudgetGroup {
+  name: string;
+  clients: number;
+  /** Share of the base's prunable channels removed (one global L1 step). */
+  prune: number;
+}
+
+export interface ExperimentSettings {
+  groups: BudgetGroup[];
+  alpha: number;
+  rounds: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  mu: number;
+  /** Cap on local steps per round (same compute for every condition). */
+  maxSteps: number;
+  /** Byzantine clients (the first client of each of the first groups), sign-flipped × attackScale. */
+  attackers: number;
+  attackScale: number;
+  trimBeta: number;
+  /** Server clip of the robust condition: 'median' = the median update-delta norm of the round. */
+  attackClip: 'median' | 'none';
+  seeds: number[];
+}
+
+interface SimClient {
+  id: string;
+  group: string;
+  data: ImageSet;
+  imp: { student: tf.LayersModel; indexMap: IndexMap };
+  pre: { student: tf.LayersModel; indexMap: IndexMap };
+  caches: { imp: Map<string, RoundTrainResult>; pre: Map<string, RoundTrainResult> };
+}
+
+const FAR = '2099-01-01T00:00:00Z';
+
+function roundConfig(e: ExperimentSettings, id: string, round: number, strategy: FederatedStrategyName): RoundConfig {
+  return RoundConfigSchema.parse({ type: 'round-config', roundId: `${id}-r${round}`, round, strategy, epochs: e.epochs, learningRate: e.learningRate, batchSize: e.batchSize, mu: e.mu, trimBeta: e.trimBeta, deadline: FAR });
+}
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface SeedRunOptions {
+  setup: BenchSetup;
+  settings: ExperimentSettings;
+  transport: RoundTransport;
+  seed: number;
+  log: (line: string) => void;
+}
+
+export interface SeedRun {
+  rows: ClientAccuracy[];
+  groups: Array<{ name: string; clients: string[]; params: number; pruneFraction: number }>;
+  clientSamples: Record<string, number>;
+  seconds: Partial<Record<FedCondition, number>>;
+  /** Server clip norms used by the robust condition, per round. */
+  attackClips: number[];
+}
+
+async function enrolClients(o: SeedRunOptions): Promise<SimClient[]> {
+  const e = o.settings;
+  const total = e.groups.reduce((a, g) => a + g.clients, 0);
+  const parts = dirichletPartition(o.setup.pool.y!, total, { seed: o.seed, alpha: e.alpha, minSize: 2 * e.batchSize });
+  const clients: SimClient[] = [];
+  let k = 0;
+  for (const g of e.groups) {
+    for (let i = 0; i < g.clients; i++) {
+      const data = subset(o.setup.pool, parts[k++]!);
+      const pruning = { kind: 'fraction' as const, fraction: g.prune, minChannels: 2 };
+      const imp = await enrolDevice({ base: o.setup.base, data, pruning });
+      const pre = await enrolDevice({ base: o.setup.base, data, pruning, channels: 'prefix' });
+      clients.push({ id: `${g.name}-${i + 1}`, group: g.name, data, imp: { student: imp.student, indexMap: imp.indexMap }, pre: { student: pre.student, indexMap: pre.indexMap }, caches: { imp: new Map(), pre: new Map() } });
+    }
+  }
+  return clients;
+}
+
+function fleetOf(clients: readonly SimClient[], o: SeedRunOptions, variant: 'imp' | 'pre', attackers: ReadonlySet<string>): FleetClient[] {
+  return clients.map((c, i) => {
+    const dev = c[variant];
+    const honest = createRoundTrainer({ teacher: o.setup.teacher, student: dev.student, indexMap: dev.indexMap, data: c.data, seed: o.seed * 100 + i, train: { maxSteps: o.settings.maxSteps, recalibrateBatches: 5 } });
+    const memo = memoTrainer(honest, dev.indexMap, c.caches[variant]);
+    return { id: c.id, trainer: attackers.has(c.id) ? signFlipTrainer(memo, o.settings.attackScale) : memo };
+  });
+}
+
+/** Accuracy of each client's slice of `global` on the test set (one evaluation per distinct map). */
+function evaluateSlices(clients: readonly SimClient[], variant: 'imp' | 'pre', globalOf: (c: SimClient) => WeightSet, test: ImageSet): Map<string, number> {
+  const memo = new Map<string, number>();
+  const out = new Map<string, number>();
+  for (const c of clients) {
+    const dev = c[variant];
+    const slice = sliceForDevice(globalOf(c), dev.indexMap);
+    const key = weightsDigest(slice);
+    let acc = memo.get(key);
+    if (acc === undefined) {
+      setModelWeights(dev.student, slice);
+      memo.set(key, (acc = evaluateAccuracy(dev.student, test)));
+    }
+    out.set(c.id, acc);
+  }
+  return out;
+}
+
+/** One seed: enrol the fleet, then every condition from the same base and the same partitions. */
+export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
+  const e = o.settings;
+  const clients = await enrolClients(o);
+  const groups = e.groups.map((g) => {
+    const members = clients.filter((c) => c.group === g.name);
+    return { name: g.name, clients: members.map((c) => c.id), params: members[0]!.imp.student.countParams(), pruneFraction: g.prune };
+  });
+  const rows: ClientAccuracy[] = [];
+  const seconds: SeedRun['seconds'] = {};
+  const attackClips: number[] = [];
+  const base = weightSetFromModel(o.setup.base);
+  const push = (condition: FedCondition, acc: Map<string, number>): void => {
+    for (const c of clients) rows.push({ seed: o.seed, condition, client: c.id, group: c.group, accuracy: acc.get(c.id)! });
+    const g = e.groups.map((gr) => `${gr.name} ${((clients.filter((c) => c.group === gr.name).reduce((a, c) => a + acc.get(c.id)!, 0) / gr.clients) * 100).toFixed(2)}%`);
+    o.log(`seed ${o.seed} ${condition}: ${g.join(', ')}`);
+  };
+  try {
+    const none = new Map(clients.map((c) => [c.id, evaluateAccuracy(c.imp.student, o.setup.test)]));
+    push('none', none);
+    const attackerIds = new Set(e.groups.slice(0, e.attackers).map((g) => `${g.name}-1`));
+    const federated = async (condition: FedCondition, variant: 'imp' | 'pre', strategy: StrategyConfig, attacked: boolean): Promise<void> => {
+      const t0 = performance.now();
+      const fleet = fleetOf(clients, o, variant, attacked ? attackerIds : new Set());
+      let global: WeightSet = base;
+      for (let r = 1; r <= e.rounds; r++) {
+        const config = roundConfig(e, `s${o.seed}-${condition}`, r, strategy.kind === 'trimmed-mean' ? 'trimmed-mean' : 'fedavg');
+        const updates = await o.transport.round({ roundId: config.roundId, round: r, config, global, clients: fleet });
+        let clip: number | undefined;
+        if (strategy.kind === 'trimmed-mean' && e.attackClip === 'median') attackClips.push((clip = median(updates.map((u) => l2Norm(deltaOf(global, u))))));
+        const res = aggregate(global, updates, { round: r, strategy, ...(clip !== undefined ? { clip } : {}) });
+        if (res.dropped.length) o.log(`seed ${o.seed} ${condition} round ${r}: dropped ${res.dropped.map((d) => `${d.clientId} (${d.problems.map((p) => p.code).join(',')})`).join('; ')}`);
+        global = res.weights;
+        o.log(`seed ${o.seed} ${condition}: round ${r}/${e.rounds} aggregated (${res.included.length} updates)`);
+      }
+      const g = global;
+      push(condition, evaluateSlices(clients, variant, () => g, o.setup.test));
+      seconds[condition] = (performance.now() - t0) / 1000;
+    };
+    await federated('federated', 'imp', { kind: 'fedavg' }, false);
+    await federated('prefix', 'pre', { kind: 'fedavg' }, false);
+    // Local only: each client alone (FedAvg over one update keeps its own weights and the base elsewhere).
+    {
+      const t0 = performance.now();
+      const fleet = fleetOf(clients, o, 'imp', new Set());
+      const own = new Map<string, WeightSet>(clients.map((c) => [c.id, base]));
+      for (let r = 1; r <= e.rounds; r++) {
+        for (const [i, c] of clients.entries()) {
+          const config = roundConfig(e, `s${o.seed}-local-${c.id}`, r, 'fedavg');
+          const [u] = (await o.transport.round({ roundId: config.roundId, round: r, config, global: own.get(c.id)!, clients: [fleet[i]!] })) as [ClientUpdate];
+          own.set(c.id, aggregate(own.get(c.id)!, [u], { round: r, strategy: { kind: 'fedavg' } }).weights);
+        }
+        o.log(`seed ${o.seed} localOnly: round ${r}/${e.rounds}`);
+      }
+      push('localOnly', evaluateSlices(clients, 'imp', (c) => own.get(c.id)!, o.setup.test));
+      seconds.localOnly = (performance.now() - t0) / 1000;
+    }
+    await federated('attacked', 'imp', { kind: 'trimmed-mean', beta: e.trimBeta }, true);
+    await federated('attackedFedAvg', 'imp', { kind: 'fedavg' }, true);
+  } finally {
+    for (const c of clients) {
+      c.imp.student.dispose();
+      c.pre.student.dispose();
+    }
+  }
+  return { rows, groups, clientSamples: Object.fromEntries(clients.map((c) => [c.id, c.data.count])), seconds, attackClips };
+}
+
+export { clientMeans, summarizeGroups, verdicts };
