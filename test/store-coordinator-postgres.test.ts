@@ -35,14 +35,14 @@ describe.skipIf(!binaries)('postgres coordinator store', () => {
     };
   });
 
-  it('two coordinators migrating at once leave one schema at version 1; a newer schema is refused', async () => {
+  it('two coordinators migrating at once leave one schema at version 2; a newer schema is refused', async () => {
     const url = await server.newDatabase();
     const [a, b] = await Promise.all([createPostgresCoordinatorStore(url), createPostgresCoordinatorStore(url)]);
     await a.close();
     await b.close();
     const pool = new pg.Pool({ connectionString: url });
     try {
-      expect((await pool.query('SELECT version FROM schema_version')).rows).toEqual([{ version: 1 }]);
+      expect((await pool.query('SELECT version FROM schema_version')).rows).toEqual([{ version: 2 }]);
       await pool.query('UPDATE schema_version SET version = 99');
       await expect(createPostgresCoordinatorStore(pool)).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_SCHEMA' });
     } finally {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { EdgektError } from '../core/errors.js';
-import { formatIssues } from './manifest.js';
+import { formatIssues, Sha256HexSchema } from './manifest.js';
 
 /**
  * Federated rounds on the wire: the round config the coordinator publishes on
@@ -33,8 +33,13 @@ export const RoundSelectionSchema = z
     minCount: z.number().int().positive().default(1),
     /** Only devices whose profile is listed take part; empty = any profile. */
     profiles: z.array(z.string().min(1)).default([]),
+    /** Only devices whose last telemetry shows no active job and no paused work (which covers their own allowed window). */
+    idleOnly: z.boolean().default(true),
+    /** Fleet-wide allowed window: a cron expression (minute level) the coordinator's clock must match to start a round. */
+    window: z.string().min(1).optional(),
   })
   .strict();
+const SELECTION_DEFAULT = { fraction: 1, minCount: 1, profiles: [], idleOnly: true };
 
 export const RoundConfigSchema = z
   .object({
@@ -59,8 +64,18 @@ export const RoundConfigSchema = z
     fedAdam: FedAdamSettingsSchema.optional(),
     /** Updates arriving after this instant are not aggregated. */
     deadline: z.string().datetime({ offset: true }),
-    selection: RoundSelectionSchema.default({ fraction: 1, minCount: 1, profiles: [] }),
+    selection: RoundSelectionSchema.default(SELECTION_DEFAULT),
     encoding: z.enum(['float32', 'float16']).default('float32'),
+    /** The federated run this round belongs to. */
+    runId: Id.optional(),
+    /** sha256 of the round's global weights file (also the signed manifest's only file). */
+    globalSha256: Sha256HexSchema.optional(),
+    /** sha256 of the run's base model (the lightened student before pruning). */
+    baseSha256: Sha256HexSchema.optional(),
+    /** The teacher bundle clients distil against, when the run names one. */
+    teacherSha256: Sha256HexSchema.optional(),
+    /** Seed of the client-side DP noise (mixed with the device id). */
+    seed: z.number().int().nonnegative().default(0),
   })
   .strict()
   .refine((c) => c.sigma === 0 || c.clip !== undefined, { message: 'sigma > 0 needs clip', path: ['sigma'] });
@@ -102,3 +117,87 @@ export const UpdateHeaderSchema = z
   })
   .strict();
 export type UpdateHeader = z.infer<typeof UpdateHeaderSchema>;
+
+/**
+ * A federated run (`edgekt fleet federated start --config FILE`): R rounds of the same client
+ * settings; each round's RoundConfig is derived from it (round number, deadline, global sha).
+ */
+export const FederatedRunSpecSchema = z
+  .object({
+    rounds: z.number().int().positive().max(10_000),
+    strategy: z.enum(FEDERATED_STRATEGIES).default('fedavg'),
+    epochs: z.number().int().positive().default(1),
+    learningRate: z.number().positive().default(0.01),
+    batchSize: z.number().int().positive().default(32),
+    mu: z.number().nonnegative().default(0),
+    clip: z.number().positive().optional(),
+    sigma: z.number().nonnegative().default(0),
+    trimBeta: z.number().min(0).lt(0.5).default(0.1),
+    minHolders: z.number().int().positive().default(1),
+    fedAdam: FedAdamSettingsSchema.optional(),
+    /** Seconds from a round's start to its deadline. */
+    deadlineSeconds: z.number().positive().max(7 * 24 * 3600).default(600),
+    selection: RoundSelectionSchema.default(SELECTION_DEFAULT),
+    encoding: z.enum(['float32', 'float16']).default('float32'),
+    /** Attempts per round number: a round short of minCount valid updates is run again, then the run fails. */
+    maxAttempts: z.number().int().positive().max(100).default(2),
+    teacherSha256: Sha256HexSchema.optional(),
+    seed: z.number().int().nonnegative().default(0),
+  })
+  .strict()
+  .refine((c) => c.sigma === 0 || c.clip !== undefined, { message: 'sigma > 0 needs clip', path: ['sigma'] });
+export type FederatedRunSpec = z.infer<typeof FederatedRunSpecSchema>;
+
+export const FEDERATED_RUN_STATES = ['running', 'completed', 'failed', 'aborted'] as const;
+export type FederatedRunState = (typeof FEDERATED_RUN_STATES)[number];
+export const ROUND_STATES = ['open', 'completed', 'failed', 'aborted'] as const;
+export type RoundState = (typeof ROUND_STATES)[number];
+
+/** On `devices/{id}/jobs`: take part in a round. The manifest (kind `weights`) names the global file and carries the RoundConfig in `meta.round`, all under the fleet key. */
+export const RoundInviteSchema = z.object({ type: z.literal('round-invite'), roundId: Id, manifest: z.unknown() }).strict();
+export type RoundInvite = z.infer<typeof RoundInviteSchema>;
+
+/** What a device signs about its update, in its manifest's `meta.update`. */
+export const UpdateSummarySchema = z
+  .object({
+    roundId: Id,
+    round: z.number().int().nonnegative(),
+    numSamples: z.number().int().positive(),
+    encoding: z.enum(['float32', 'float16']),
+    payload: z.enum(['weights', 'delta']),
+    metrics: z.record(z.string(), z.number()).default({}),
+  })
+  .strict();
+export type UpdateSummary = z.infer<typeof UpdateSummarySchema>;
+
+const ErrorInfo = z.object({ code: z.string().min(1), message: z.string() }).strict();
+
+/** On `rounds/{roundId}/updates/{deviceId}` (QoS 1): an update to pull over `devices/{id}/serve`, or a failed participation. */
+export const RoundReportSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('round-update'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), manifest: z.unknown() }).strict(),
+  z.object({ type: z.literal('round-failed'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), error: ErrorInfo }).strict(),
+]);
+export type RoundReport = z.infer<typeof RoundReportSchema>;
+
+/** Retained on `rounds/{roundId}/result` once a round closes. */
+export const RoundResultSchema = z
+  .object({
+    type: z.literal('round-result'),
+    roundId: Id,
+    runId: Id,
+    round: z.number().int().nonnegative(),
+    state: z.enum(ROUND_STATES),
+    included: z.array(Id),
+    refused: z.array(z.object({ deviceId: Id, codes: z.array(z.string()) }).strict()),
+    late: z.array(Id),
+    failed: z.array(z.object({ deviceId: Id, code: z.string() }).strict()),
+    dropped: z.array(Id),
+    globalSha256: Sha256HexSchema.nullable(),
+    metrics: z.record(z.string(), z.number()),
+    error: ErrorInfo.optional(),
+  })
+  .strict();
+export type RoundResult = z.infer<typeof RoundResultSchema>;
+
+
+// The trainer seam a device's round client calls (RoundTrainer) is in federated/round-trainer.ts.

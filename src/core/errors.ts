@@ -55,6 +55,11 @@ export const ERROR_CODES = {
   EDGEKT_ERR_UPDATE_STALE: 'a federated update belongs to another round than the one being aggregated',
   EDGEKT_ERR_UPDATE_DUPLICATE: 'a second federated update from the same client in one round',
   EDGEKT_ERR_UPDATE_FORMAT: 'a federated update payload is not in the binary update format (magic, header schema, lengths, sample count)',
+  EDGEKT_ERR_ROUND_LATE: 'a federated update was announced after its round deadline (or after the round closed); recorded, never aggregated',
+  EDGEKT_ERR_ROUND_QUORUM: 'a federated round closed with fewer valid updates than its selection minCount',
+  EDGEKT_ERR_ROUND_TRAIN: 'a device could not train for a federated round (its trainer threw, or it has none)',
+  EDGEKT_ERR_ROUND_UNAVAILABLE: 'a device declined a federated round (federated disabled, work paused, past the deadline)',
+  EDGEKT_ERR_ROUND_NOT_SELECTED: 'a federated update came from a device the round did not select',
   EDGEKT_ERR_INTERNAL: 'an unexpected internal failure',
 } as const;
 

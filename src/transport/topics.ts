@@ -35,7 +35,11 @@ export const topics = {
   coordinatorBlocks: (coordinatorId: string, suffix: string): string =>
     `${TOPIC_PREFIX}/coordinators/${level(coordinatorId, 'coordinator id')}/blocks/${level(suffix, 'suffix')}`,
   coordinatorBlocksPrefix: (coordinatorId: string): string => `${TOPIC_PREFIX}/coordinators/${level(coordinatorId, 'coordinator id')}/blocks`,
-  /** Reserved for federated rounds. */
+  /** A device's report for a round (an update to pull, or a failure). */
+  roundReport: (roundId: string, deviceId: string): string => `${TOPIC_PREFIX}/rounds/${level(roundId, 'round id')}/updates/${level(deviceId, 'device id')}`,
+  /** Retained once a round closes. */
+  roundResult: (roundId: string): string => `${TOPIC_PREFIX}/rounds/${level(roundId, 'round id')}/result`,
+  /** Federated rounds: `rounds/{roundId}/…`. */
   round: (roundId: string, ...rest: string[]): string => [`${TOPIC_PREFIX}/rounds/${level(roundId, 'round id')}`, ...rest.map((r) => level(r, 'round sub-topic'))].join('/'),
 } as const;
 
@@ -44,6 +48,7 @@ export const filters = {
   allStatus: `${TOPIC_PREFIX}/devices/+/status`,
   allTelemetry: `${TOPIC_PREFIX}/devices/+/telemetry`,
   allJobUpdates: `${TOPIC_PREFIX}/devices/+/jobs/+/update`,
+  allRoundReports: `${TOPIC_PREFIX}/rounds/+/updates/+`,
   sharedPulls: (group = 'edgekt'): string => `$share/${level(group, 'share group')}/${TOPIC_PREFIX}/devices/+/pull`,
 } as const;
 
@@ -64,6 +69,14 @@ export function parseDeviceTopic(topic: string): DeviceTopic | null {
   if (tail.length === 3 && a === 'jobs' && b !== undefined && isTopicId(b) && c === 'update') return { kind: 'jobUpdate', deviceId, jobId: b };
   if (tail.length >= 2 && a === 'blocks' && tail.slice(1).every(isTopicId)) return { kind: 'blocks', deviceId, rest: tail.slice(1) };
   return null;
+}
+
+/** Parses `edgekt/v1/rounds/{roundId}/updates/{deviceId}`; null for anything else. */
+export function parseRoundReportTopic(topic: string): { roundId: string; deviceId: string } | null {
+  const p = topic.split('/');
+  if (p.length !== 6 || p[0] !== 'edgekt' || p[1] !== 'v1' || p[2] !== 'rounds' || p[4] !== 'updates') return null;
+  const [roundId, deviceId] = [p[3]!, p[5]!];
+  return isTopicId(roundId) && isTopicId(deviceId) ? { roundId, deviceId } : null;
 }
 
 /** MQTT filter matching (`+`, `#`), with `$share/{group}/` stripped from the filter. */

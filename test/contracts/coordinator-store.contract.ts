@@ -233,6 +233,37 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
       expect(await store.getRound('none')).toBeNull();
     }));
 
+    it('keeps federated runs and lists and closes their rounds (compare-and-set)', withStore(async ({ store, open }, clock) => {
+      const run = await store.createFederatedRun({ id: 'run1', spec: { rounds: 3 }, globalSha256: SHA(1) });
+      expect(run).toMatchObject({ id: 'run1', state: 'running', roundNumber: 0, attempt: 1, globalSha256: SHA(1), serverState: null });
+      await expect(store.createFederatedRun({ id: 'run1', spec: {}, globalSha256: SHA(1) })).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_CONFLICT' });
+      await store.createRound({ id: 'run1.r1.1', runId: 'run1', roundNumber: 1, config: { round: 1 }, state: 'open', deadline: clock.now() + 1000 });
+      clock.advance(5);
+      await store.createRound({ id: 'other', roundNumber: 1, config: {}, state: 'open', deadline: null });
+      expect((await store.listRounds({ runId: 'run1' })).map((r) => [r.id, r.runId, r.result])).toEqual([['run1.r1.1', 'run1', null]]);
+      expect((await store.listRounds({ states: ['open'] })).map((r) => r.id)).toEqual(['run1.r1.1', 'other']);
+      expect(await store.listRounds({ states: [] })).toEqual([]);
+      const other = await open();
+      try {
+        const [a, b] = await Promise.all([
+          store.finishRound('run1.r1.1', 'completed', { included: ['d1'] }, ['open']),
+          other.finishRound('run1.r1.1', 'failed', { included: [] }, ['open']),
+        ]);
+        expect([a, b].filter((x) => x !== null)).toHaveLength(1);
+      } finally {
+        await other.close();
+      }
+      expect(await store.finishRound('run1.r1.1', 'aborted', {}, ['open'])).toBeNull();
+      expect((await store.getRound('run1.r1.1'))!.result).not.toBeNull();
+      const moved = await store.updateFederatedRun('run1', { roundNumber: 1, attempt: 1, globalSha256: SHA(2), serverState: { step: 1, sha256: SHA(3) } }, ['running']);
+      expect(moved).toMatchObject({ roundNumber: 1, globalSha256: SHA(2), serverState: { step: 1, sha256: SHA(3) } });
+      expect(await store.updateFederatedRun('run1', { state: 'completed' }, ['aborted'])).toBeNull();
+      expect(await store.updateFederatedRun('run1', { state: 'completed' })).toMatchObject({ state: 'completed' });
+      expect((await store.listFederatedRuns({ states: ['running'] })).map((r) => r.id)).toEqual([]);
+      expect((await store.listFederatedRuns({})).map((r) => r.id)).toEqual(['run1']);
+      expect(await store.getFederatedRun('nope')).toBeNull();
+    }));
+
     it('two instances racing on the same 500 updates and 100 results apply each once', withStore(async ({ store, open }) => {
       const other = await open();
       try {

@@ -59,7 +59,21 @@ function v1(t: SqlTypes): string[] {
   ];
 }
 
+/** Federated runs, and rounds that belong to a run and keep their result. */
+function v2(t: SqlTypes): string[] {
+  return [
+    `CREATE TABLE federated_runs (
+      id TEXT PRIMARY KEY, spec ${t.json} NOT NULL, state TEXT NOT NULL, round_number ${t.big} NOT NULL,
+      attempt ${t.big} NOT NULL, global_sha256 TEXT NOT NULL, server_state ${t.json},
+      created_at ${t.big} NOT NULL, updated_at ${t.big} NOT NULL)`,
+    'CREATE INDEX federated_runs_state ON federated_runs (state, id)',
+    'ALTER TABLE rounds ADD COLUMN run_id TEXT',
+    `ALTER TABLE rounds ADD COLUMN result ${t.json}`,
+    'CREATE INDEX rounds_run ON rounds (run_id, round_number, created_at)',
+  ];
+}
+
 /** Each migration is a list of statements run in one transaction. */
 export function migrations(t: SqlTypes): string[][] {
-  return [v1(t)];
+  return [v1(t), v2(t)];
 }

@@ -16,7 +16,8 @@ const resultRow = z.object({
 });
 
 const roundRow = z.object({
-  id: z.string(), round_number: int, config: jsonText(jsonObject), state: z.string(), deadline: intOrNull, created_at: int, updated_at: int,
+  id: z.string(), run_id: z.string().nullable(), round_number: int, config: jsonText(jsonObject), state: z.string(), deadline: intOrNull,
+  result: jsonText(jsonObject).nullable(), created_at: int, updated_at: int,
 });
 
 const roundUpdateRow = z.object({
@@ -38,9 +39,9 @@ function toResult(row: SqlRow | undefined): Result & { n: number } {
   };
 }
 
-function toRound(row: SqlRow | undefined): Round {
+export function toRound(row: SqlRow | undefined): Round {
   const r = parseRow(roundRow, row, 'rounds');
-  return { id: r.id, roundNumber: r.round_number, config: r.config, state: r.state, deadline: r.deadline, createdAt: r.created_at, updatedAt: r.updated_at };
+  return { id: r.id, runId: r.run_id, roundNumber: r.round_number, config: r.config, state: r.state, deadline: r.deadline, result: r.result, createdAt: r.created_at, updatedAt: r.updated_at };
 }
 
 function toRoundUpdate(row: SqlRow | undefined): RoundUpdate {
@@ -125,9 +126,9 @@ export function createResultOps(db: SqlDriver, clock: Clock): ResultOps {
     async createRound(input) {
       const now = clock.now();
       const rows = await db.query(
-        `INSERT INTO rounds (id, round_number, config, state, deadline, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO rounds (id, run_id, round_number, config, state, deadline, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [input.id, input.roundNumber, json(input.config), input.state, input.deadline, now, now],
+        [input.id, input.runId ?? null, input.roundNumber, json(input.config), input.state, input.deadline, now, now],
       );
       if (!rows[0]) throw new EdgektError('EDGEKT_ERR_STORE_CONFLICT', `round ${input.id} already exists`, { id: input.id });
       return toRound(rows[0]);

@@ -1,6 +1,7 @@
 import { systemClock, type Clock } from '../../core/clock.js';
 import { createDeviceOps } from './sql-devices.js';
 import type { SqlDriver } from './sql-driver.js';
+import { createFederatedOps } from './sql-federated.js';
 import { createResultOps } from './sql-results.js';
 import { createRolloutOps } from './sql-rollouts.js';
 import type { CoordinatorStore } from './types.js';
@@ -17,6 +18,7 @@ export function createSqlCoordinatorStore(db: SqlDriver, options: CoordinatorSto
     ...createDeviceOps(db),
     ...createRolloutOps(db, clock),
     ...createResultOps(db, clock),
+    ...createFederatedOps(db, clock),
     close: () => db.close(),
   };
 }

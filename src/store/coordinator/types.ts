@@ -119,12 +119,39 @@ export interface ResultFilter {
 
 export interface Round {
   id: string;
+  /** The federated run the round belongs to (null for a round outside any run). */
+  runId: string | null;
   roundNumber: number;
   config: JsonObject;
   state: string;
   deadline: number | null;
+  /** Set when the round closes: counts, codes, metrics, the new global's sha256. */
+  result: JsonObject | null;
   createdAt: number;
   updatedAt: number;
+}
+
+/** A federated run: R rounds; `roundNumber` rounds have completed, `globalSha256` is the current global. */
+export interface FederatedRun {
+  id: string;
+  spec: JsonObject;
+  state: string;
+  roundNumber: number;
+  /** Attempt of the next (or current) round number, from 1. */
+  attempt: number;
+  globalSha256: string;
+  /** Server optimizer state (FedAdam: its step and the sha256 of its m/v file), null when stateless. */
+  serverState: JsonObject | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface FederatedRunPatch {
+  state?: string;
+  roundNumber?: number;
+  attempt?: number;
+  globalSha256?: string;
+  serverState?: JsonObject | null;
 }
 
 export interface RoundUpdate {
@@ -195,9 +222,21 @@ export interface CoordinatorStore {
   /** Results in the order they were recorded. */
   listResults(filter: ResultFilter, page: PageRequest): Promise<Page<Result>>;
 
-  createRound(input: { id: string; roundNumber: number; config: JsonObject; state: string; deadline: number | null }): Promise<Round>;
+  createRound(input: { id: string; runId?: string; roundNumber: number; config: JsonObject; state: string; deadline: number | null }): Promise<Round>;
   getRound(id: string): Promise<Round | null>;
   setRoundState(id: string, state: string): Promise<Round | null>;
+  /** Rounds in creation order, optionally of one run and in some states. */
+  listRounds(filter: { runId?: string; states?: readonly string[] }): Promise<Round[]>;
+  /** Compare-and-set close: moves to `state` with its result only from one of `from`; null when it did not move. */
+  finishRound(id: string, state: string, result: JsonObject, from: readonly string[]): Promise<Round | null>;
+
+  /** A duplicate id throws EDGEKT_ERR_STORE_CONFLICT. */
+  createFederatedRun(input: { id: string; spec: JsonObject; globalSha256: string }): Promise<FederatedRun>;
+  getFederatedRun(id: string): Promise<FederatedRun | null>;
+  /** Runs by creation time. */
+  listFederatedRuns(filter: { states?: readonly string[] }): Promise<FederatedRun[]>;
+  /** Applies `patch` only while the run is in one of `from` (any state when omitted); null when nothing moved. */
+  updateFederatedRun(id: string, patch: FederatedRunPatch, from?: readonly string[]): Promise<FederatedRun | null>;
   /** One update per device per round: a second one returns inserted: false. */
   addRoundUpdate(update: Omit<RoundUpdate, 'receivedAt'>): Promise<{ inserted: boolean }>;
   listRoundUpdates(roundId: string): Promise<RoundUpdate[]>;
