@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { EdgektError } from '../core/errors.js';
 import { formatIssues, Sha256HexSchema } from './manifest.js';
+import { ErrorInfoSchema } from './messages.js';
 
 /**
  * Federated rounds on the wire: the round config the coordinator publishes on
@@ -41,6 +42,23 @@ export const RoundSelectionSchema = z
   .strict();
 const SELECTION_DEFAULT = { fraction: 1, minCount: 1, profiles: [], idleOnly: true };
 
+/** The clipping, noise and robust-aggregation rules a round config and a run spec share. */
+const ROUND_RULES = {
+  /** FedProx proximal weight μ (client side); 0 = plain FedAvg local training. */
+  mu: z.number().nonnegative().default(0),
+  /** L2 bound of an update's delta vs the global model; clipped by the client and again by the server. */
+  clip: z.number().positive().optional(),
+  /** DP-SGD-style noise multiplier: client adds N(0, σ²·clip²) per coordinate; needs `clip`. */
+  sigma: z.number().nonnegative().default(0),
+  /** Trimmed mean: fraction cut from each side per coordinate. */
+  trimBeta: z.number().min(0).lt(0.5).default(0.1),
+  /** Coordinates held by fewer devices keep the global value (robust strategies). */
+  minHolders: z.number().int().positive().default(1),
+  fedAdam: FedAdamSettingsSchema.optional(),
+};
+const sigmaNeedsClip = (c: { sigma: number; clip?: number | undefined }): boolean => c.sigma === 0 || c.clip !== undefined;
+const SIGMA_NEEDS_CLIP = { message: 'sigma > 0 needs clip', path: ['sigma'] };
+
 export const RoundConfigSchema = z
   .object({
     type: z.literal('round-config'),
@@ -51,17 +69,7 @@ export const RoundConfigSchema = z
     epochs: z.number().int().positive(),
     learningRate: z.number().positive(),
     batchSize: z.number().int().positive(),
-    /** FedProx proximal weight μ (client side); 0 = plain FedAvg local training. */
-    mu: z.number().nonnegative().default(0),
-    /** L2 bound of an update's delta vs the global model; clipped by the client and again by the server. */
-    clip: z.number().positive().optional(),
-    /** DP-SGD-style noise multiplier: client adds N(0, σ²·clip²) per coordinate; needs `clip`. */
-    sigma: z.number().nonnegative().default(0),
-    /** Trimmed mean: fraction cut from each side per coordinate. */
-    trimBeta: z.number().min(0).lt(0.5).default(0.1),
-    /** Coordinates held by fewer devices keep the global value (robust strategies). */
-    minHolders: z.number().int().positive().default(1),
-    fedAdam: FedAdamSettingsSchema.optional(),
+    ...ROUND_RULES,
     /** Updates arriving after this instant are not aggregated. */
     deadline: z.string().datetime({ offset: true }),
     selection: RoundSelectionSchema.default(SELECTION_DEFAULT),
@@ -78,7 +86,7 @@ export const RoundConfigSchema = z
     seed: z.number().int().nonnegative().default(0),
   })
   .strict()
-  .refine((c) => c.sigma === 0 || c.clip !== undefined, { message: 'sigma > 0 needs clip', path: ['sigma'] });
+  .refine(sigmaNeedsClip, SIGMA_NEEDS_CLIP);
 export type RoundConfig = z.infer<typeof RoundConfigSchema>;
 
 /** Parses a round config or throws EDGEKT_ERR_MALFORMED naming every issue. */
@@ -129,12 +137,7 @@ export const FederatedRunSpecSchema = z
     epochs: z.number().int().positive().default(1),
     learningRate: z.number().positive().default(0.01),
     batchSize: z.number().int().positive().default(32),
-    mu: z.number().nonnegative().default(0),
-    clip: z.number().positive().optional(),
-    sigma: z.number().nonnegative().default(0),
-    trimBeta: z.number().min(0).lt(0.5).default(0.1),
-    minHolders: z.number().int().positive().default(1),
-    fedAdam: FedAdamSettingsSchema.optional(),
+    ...ROUND_RULES,
     /** Seconds from a round's start to its deadline. */
     deadlineSeconds: z.number().positive().max(7 * 24 * 3600).default(600),
     selection: RoundSelectionSchema.default(SELECTION_DEFAULT),
@@ -145,7 +148,7 @@ export const FederatedRunSpecSchema = z
     seed: z.number().int().nonnegative().default(0),
   })
   .strict()
-  .refine((c) => c.sigma === 0 || c.clip !== undefined, { message: 'sigma > 0 needs clip', path: ['sigma'] });
+  .refine(sigmaNeedsClip, SIGMA_NEEDS_CLIP);
 export type FederatedRunSpec = z.infer<typeof FederatedRunSpecSchema>;
 
 export const FEDERATED_RUN_STATES = ['running', 'completed', 'failed', 'aborted'] as const;
@@ -170,12 +173,10 @@ export const UpdateSummarySchema = z
   .strict();
 export type UpdateSummary = z.infer<typeof UpdateSummarySchema>;
 
-const ErrorInfo = z.object({ code: z.string().min(1), message: z.string() }).strict();
-
 /** On `rounds/{roundId}/updates/{deviceId}` (QoS 1): an update to pull over `devices/{id}/serve`, or a failed participation. */
 export const RoundReportSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('round-update'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), manifest: z.unknown() }).strict(),
-  z.object({ type: z.literal('round-failed'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), error: ErrorInfo }).strict(),
+  z.object({ type: z.literal('round-failed'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), error: ErrorInfoSchema }).strict(),
 ]);
 export type RoundReport = z.infer<typeof RoundReportSchema>;
 
@@ -194,7 +195,7 @@ export const RoundResultSchema = z
     dropped: z.array(Id),
     globalSha256: Sha256HexSchema.nullable(),
     metrics: z.record(z.string(), z.number()),
-    error: ErrorInfo.optional(),
+    error: ErrorInfoSchema.optional(),
   })
   .strict();
 export type RoundResult = z.infer<typeof RoundResultSchema>;
