@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lighten, planGraph, planStudent } from '../src/compress/lighten/index.js';
 import { isEdgektError } from '../src/core/errors.js';
 import { getNode, graphFromModel, loadModel, logitsModel, saveModel } from '../src/model/index.js';
+import { buildReferenceTeacher } from '../src/model/reference-teacher.js';
 import { residualTeacher, vggTeacher } from './helpers/model-fixtures.js';
 
 let dir: string;
@@ -108,6 +109,20 @@ describe('lighten', () => {
     expect(shallow.stages).toHaveLength(2);
     full.student.dispose();
     shallow.student.dispose();
+    teacher.dispose();
+  });
+
+  it('depth per stage: only the listed stage loses its extra convs; the last entry repeats; bad counts refused', async () => {
+    const teacher = buildReferenceTeacher({ seed: 0, inputShape: [16, 16, 1] }); // 3 stages × 2 convs
+    const first = await lighten(teacher, { depth: [1, 2] });
+    expect(first.droppedConvs).toEqual(['s1_conv2']); // stage 1 keeps one conv; stages 2 and 3 (last entry repeated) keep both
+    const all = await lighten(teacher, { depth: [1] });
+    expect(all.droppedConvs.sort()).toEqual(['s1_conv2', 's2_conv2', 's3_conv2']);
+    const same = await lighten(teacher, { depth: 1 });
+    expect(same.droppedConvs.sort()).toEqual(all.droppedConvs.sort());
+    await expect(lighten(teacher, { depth: [1, 0] })).rejects.toMatchObject({ code: 'EDGEKT_ERR_USAGE' });
+    await expect(lighten(teacher, { depth: [] })).rejects.toMatchObject({ code: 'EDGEKT_ERR_USAGE' });
+    for (const r of [first, all, same]) r.student.dispose();
     teacher.dispose();
   });
 

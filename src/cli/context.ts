@@ -70,6 +70,18 @@ export function parseIntOption(name: string) {
   };
 }
 
+/** `2` → 2, `1,2,2` → [1, 2, 2]: a count for every stage or one per stage (positive integers). */
+export function parseDepthOption(name: string) {
+  return (value: string): number | number[] => {
+    const parts = value.split(',').map((x) => x.trim());
+    const ns = parts.map(Number);
+    if (parts.length === 0 || !ns.every((n) => Number.isInteger(n) && n >= 1)) {
+      throw new InvalidArgumentError(`--${name} expects a positive integer or a comma-separated list of them (one per stage), got "${value}"`);
+    }
+    return ns.length === 1 ? ns[0]! : ns;
+  };
+}
+
 export function parseFloatOption(name: string) {
   return (value: string): number => {
     const n = Number(value);

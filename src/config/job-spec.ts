@@ -49,6 +49,8 @@ export const CompressJobSpecSchema = z.strictObject({
   seed: z.number().int().default(D.seed),
   /** Lighten width multiplier. */
   width: z.number().positive().max(4).default(D.width),
+  /** Convolutions kept per lightened stage: one count, or one per stage (absent = all). */
+  depth: z.union([posInt, z.array(posInt).min(1).max(32)]).optional(),
   distillEpochs: posInt.default(D.distillEpochs),
   finalEpochs: posInt.default(D.finalEpochs),
   schedule: z.enum(DISTILL_SCHEDULES).default(D.schedule),

@@ -9,7 +9,7 @@ import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
-import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runCompressCommand } from './compress.js';
 import { cacheRoot, teacherDir } from './teacher.js';
 
@@ -19,6 +19,7 @@ interface PaperOptions {
   resume?: boolean;
   json?: boolean;
   width: number;
+  depth?: number | number[];
   distillEpochs: number;
   finalEpochs: number;
   schedule: string;
@@ -42,6 +43,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--resume', 'resume an interrupted compression in OUT')
     .option('--json', 'print JSON')
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
+    .option('--depth <n|list>', 'convolutions kept per lightened stage: one count, or one per stage like 1,2,2 (default: all)', parseDepthOption('depth'))
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
     .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
@@ -74,7 +76,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const started = performance.now();
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
-          seed: o.seed, width: o.width, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          seed: o.seed, width: o.width, ...(o.depth !== undefined ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
           schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
           batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });

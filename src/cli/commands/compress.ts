@@ -9,7 +9,7 @@ import { IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS as D, type CompressJobSpecInput } f
 import { EXIT } from '../../core/errors.js';
 import { jobProbe } from '../../jobs/index.js';
 import { createDirCheckpointStore } from '../../store/dir-checkpoint-store.js';
-import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 
 /** `edgekt compress` flags as commander hands them over (skip-layers still one string). */
 export interface CompressFlags extends Omit<CompressJobSpecInput, 'skipLayers' | 'out'> {
@@ -131,6 +131,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--val-fraction <f>', 'hold out this share of training data for accuracy checks in the loop', parseFloatOption('val-fraction'))
     .option('--seed <n>', 'seed of every random choice', parseIntOption('seed'), D.seed)
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), D.width)
+    .option('--depth <n|list>', 'convolutions kept per lightened stage: one count, or one per stage like 1,2,2 (default: all)', parseDepthOption('depth'))
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), D.distillEpochs)
     .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), D.finalEpochs)
     .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', D.schedule)

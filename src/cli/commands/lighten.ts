@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { lighten } from '../../compress/lighten/index.js';
 import { loadModel, saveModel } from '../../model/index.js';
-import { action, printJson, type CliContext } from '../context.js';
+import { action, parseDepthOption, printJson, type CliContext } from '../context.js';
 
 // Commander turns InvalidArgumentError into a usage error (exit 2); other throws from a parser crash.
 const number = (name: string, integer: boolean) => (v: string): number => {
@@ -16,7 +16,7 @@ interface LightenCliOptions {
   teacher: string;
   out: string;
   width: number;
-  depth?: number;
+  depth?: number | number[];
   seed: number;
   minChannels: number;
   json?: boolean;
@@ -31,7 +31,7 @@ export function registerLighten(program: Command, ctx: CliContext): void {
     .requiredOption('--teacher <dir>', 'teacher tfjs LayersModel directory (model.json + weights)')
     .requiredOption('--out <dir>', 'directory to write the student to')
     .option('--width <f>', 'channel width multiplier', number('width', false), 0.5)
-    .option('--depth <n>', 'convolutions kept per stage (default: all)', number('depth', true))
+    .option('--depth <n|list>', 'convolutions kept per stage: one count, or one per stage like 1,2,2 (default: all)', parseDepthOption('depth'))
     .option('--min-channels <n>', 'floor for scaled channel counts', number('min-channels', true), 8)
     .option('--seed <n>', 'seed of the student initializers', number('seed', true), 0)
     .option('--json', 'print JSON')

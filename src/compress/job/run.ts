@@ -82,7 +82,7 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
     const { teacher: _t, out: _o, resume: _r, profile: _p, ...settings } = spec;
     await checkRunIdentity(deps.checkpoints, await runFingerprint(spec.teacher, { settings, profile, backend }), spec.resume);
     const stages = deps.stages ?? defaultStages({
-      lighten: { widthMultiplier: spec.width, seed: spec.seed },
+      lighten: { widthMultiplier: spec.width, seed: spec.seed, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) },
       distillEpochs: spec.distillEpochs, finalEpochs: spec.finalEpochs, schedule: spec.schedule, distill: { temperature: spec.temperature },
       briefSamples: spec.briefSamples, batchSize: spec.batchSize, seed: spec.seed,
       ...(deps.signal ? { signal: deps.signal } : {}),

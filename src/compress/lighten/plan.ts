@@ -7,11 +7,14 @@ export interface LightenOptions {
   /** Channel width of the student relative to the teacher (default 0.5). */
   widthMultiplier?: number;
   /**
-   * Convolutions kept per stage (default: all). The first `depth` convs of each stage are kept;
-   * later ones are dropped only when that keeps shapes (stride 1, same channels in and out), so
-   * downsampling and channel-changing convs always stay.
+   * Convolutions kept per stage (default: all): one count for every stage, or one per stage (the
+   * last entry repeats for further stages). The first `depth` convs of each stage are kept; later
+   * ones are dropped only when that keeps shapes (stride 1, same channels in and out), so
+   * downsampling and channel-changing convs always stay. Batch-1 latency of a small student is
+   * dominated by its op count, so dropping a conv of the high-resolution first stage buys more
+   * latency than any channel cut (docs/benchmarks.md, "student latency vs depth").
    */
-  depth?: number;
+  depth?: number | readonly number[];
   /** Floor for scaled channel counts (default 8, never above the teacher's own count). */
   minChannels?: number;
   /** Scaled channel counts are rounded to a multiple of this (default 1). */
@@ -79,8 +82,9 @@ function stridesOf(n: GraphNode): [number, number] {
 export function planStudent(teacher: LayerGraph, options: LightenOptions = {}): StudentPlan {
   const width = options.widthMultiplier ?? 0.5;
   if (!(width > 0 && width <= 4)) throw new EdgektError('EDGEKT_ERR_USAGE', `width multiplier must be in (0, 4], got ${width}`);
-  const depth = options.depth ?? Infinity;
-  if (!(depth >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `depth must be at least 1, got ${depth}`);
+  const depths = typeof options.depth === 'number' ? [options.depth] : options.depth ?? [Infinity];
+  if (depths.length === 0 || !depths.every((d) => d >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `depth must be at least 1 per stage, got ${JSON.stringify(options.depth)}`);
+  const depthOf = (stage: number): number => depths[Math.min(stage, depths.length - 1)]!;
   const minCh = options.minChannels ?? 8;
   const divisor = options.channelDivisor ?? 1;
   if (teacher.outputShape.length !== 1) {
@@ -112,14 +116,15 @@ export function planStudent(teacher: LayerGraph, options: LightenOptions = {}): 
 
   // Which convs `depth` removes: beyond the first `depth` of a stage, shape-preserving only.
   const dropped = new Set<string>();
-  for (const stage of teacher.stages) {
+  teacher.stages.forEach((stage, s) => {
+    const depth = depthOf(s);
     stage.convs.filter((c) => body.has(c)).forEach((c, i) => {
       const n = getNode(teacher, c);
       const [sh, sw] = stridesOf(n);
       const src = n.inbound[0]!;
       if (i >= depth && sh === 1 && sw === 1 && ch(src) === ch(c) && getNode(teacher, src).outputShape.join() === n.outputShape.join()) dropped.add(c);
     });
-  }
+  });
   // A dropped conv takes its private BN / activation chain with it.
   for (const c of [...dropped]) {
     let cur = getNode(teacher, c);
