@@ -5,6 +5,7 @@ import { lazyCommands, type LazyCommand } from '../lazy-commands.js';
 /** Each `edgekt bench <name>` lives in its own bench-<name>.ts and is listed here (imported only when it runs). */
 const BENCH_COMMANDS: readonly LazyCommand<Command>[] = [
   { name: 'latency', load: async () => (await import('./bench-latency.js')).registerBenchLatency },
+  { name: 'arch', load: async () => (await import('./bench-arch.js')).registerBenchArch },
   { name: 'paper', load: async () => (await import('./bench-paper.js')).registerBenchPaper },
   { name: 'train', load: async () => (await import('./bench-train.js')).registerBenchTrain },
   { name: 'distill', load: async () => (await import('./bench-distill.js')).registerBenchDistill },
