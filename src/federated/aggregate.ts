@@ -1,4 +1,5 @@
 import { FedAdamSettingsSchema, type RoundConfig } from '../config/federated.js';
+import { learnedUpdate, learnedWeights, type BatchNormStatisticsRule } from './bn-stats.js';
 import { clipUpdate } from './clip.js';
 import { toWeightsUpdate } from './delta.js';
 import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
@@ -22,6 +23,12 @@ export interface AggregateOptions {
   minHolders?: number;
   /** FedAdam's state from the previous round; absent = zeros. */
   state?: FedAdamState | null;
+  /**
+   * BatchNorm moving statistics: 'local' (default) leaves them out of clipping and reduction (the
+   * result keeps the global's; each device recomputes its own, see bn-stats.ts); 'average' treats
+   * them as any other tensor.
+   */
+  batchNormStatistics?: BatchNormStatisticsRule;
 }
 
 export interface DroppedUpdate {
@@ -54,6 +61,13 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
     if (problems.length > 0) dropped.push({ clientId: u.clientId, problems });
     else valid.push(toWeightsUpdate(global, u));
   }
+  const local = (options.batchNormStatistics ?? 'local') === 'local';
+  const all = global;
+  if (local) {
+    global = learnedWeights(all);
+    valid = valid.map(learnedUpdate);
+  }
+  const withStatistics = (w: Record<string, WeightTensor>): Record<string, WeightTensor> => (local ? { ...cloneWeights(all), ...w } : w);
   const clipped: AggregateResult['clipped'] = [];
   if (options.clip !== undefined) {
     const maxNorm = options.clip;
@@ -66,18 +80,18 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
   const s = options.strategy;
   const base = { included: valid.map((u) => u.clientId), dropped, clipped };
   const prior = s.kind === 'fedadam' ? (options.state ?? initialFedAdamState(global)) : null;
-  if (valid.length === 0) return { ...base, weights: cloneWeights(global), state: prior };
+  if (valid.length === 0) return { ...base, weights: cloneWeights(all), state: prior };
   const minHolders = options.minHolders ?? 1;
   switch (s.kind) {
     case 'fedavg':
-      return { ...base, weights: maskedMean(global, valid, minHolders).weights, state: null };
+      return { ...base, weights: withStatistics(maskedMean(global, valid, minHolders).weights), state: null };
     case 'trimmed-mean':
-      return { ...base, weights: maskedTrimmedMean(global, valid, s.beta, minHolders).weights, state: null };
+      return { ...base, weights: withStatistics(maskedTrimmedMean(global, valid, s.beta, minHolders).weights), state: null };
     case 'median':
-      return { ...base, weights: maskedMedian(global, valid, minHolders).weights, state: null };
+      return { ...base, weights: withStatistics(maskedMedian(global, valid, minHolders).weights), state: null };
     case 'fedadam': {
       const step = fedAdamStep(global, maskedMean(global, valid, minHolders), prior!, s);
-      return { ...base, ...step };
+      return { ...base, ...step, weights: withStatistics(step.weights) };
     }
   }
 }

@@ -10,3 +10,4 @@ export * from './aggregate.js';
 export * from './float16.js';
 export * from './codec.js';
 export * from './round-trainer.js';
+export * from './bn-stats.js';

@@ -4,6 +4,7 @@ import { createRng } from '../core/random.js';
 import { throwIfAborted } from '../core/errors.js';
 import type { ImageSet } from '../data/types.js';
 import { pruneForEnrolment, prefixStudent, type EnrolPruning } from '../compress/enrol.js';
+import { recalibrateBatchNorm } from '../compress/distill/index.js';
 import { fineTuneRound, type RoundTrainOptions } from '../compress/round-train.js';
 import type { PrunePlan } from '../compress/prune/index.js';
 import { buildDependencyGraph } from '../model/dependency-graph.js';
@@ -62,6 +63,17 @@ export function indexMapOfPlans(base: tf.LayersModel, plans: readonly PrunePlan[
   const graph = buildDependencyGraph(base, { skipLayers });
   const kept: KeptChannels = composeKept(graph, plans);
   return { kept: { ...kept } as Record<string, number[]>, indexMap: indexMapFromKept(graph, weightSpecsOf(base), kept) };
+}
+
+/**
+ * A device's model from a global: its slice loaded into the device's student, then (with `data`)
+ * BatchNorm statistics recomputed on local data. Aggregation leaves the statistics out (bn-stats.ts
+ * in federated/), so a slice carries the base's, which fit no pruned architecture: this is the model
+ * a device deploys and is evaluated with.
+ */
+export function loadGlobalSlice(student: tf.LayersModel, global: WeightSet, indexMap: IndexMap, data?: ImageSet, batches = 10): void {
+  setModelWeights(student, sliceForDevice(global, indexMap));
+  if (data && batches > 0) recalibrateBatchNorm(student, data, { batches, batchSize: 64 });
 }
 
 export interface RoundTrainerOptions {

@@ -19,7 +19,7 @@ const GROUPS = [
 /** The presets: `full` is what docs/benchmarks.md records (≤ 45 min here); `quick` a smoke run; `tiny` the test's. */
 export const FED_PRESETS: Record<'full' | 'quick' | 'tiny', Preset> = {
   full: {
-    data: 'fashion-mnist', serverSamples: 10000, clientSamples: 3200, testSamples: 2000, teacherEpochs: 3, baseEpochs: 5, width: 0.5,
+    data: 'fashion-mnist', serverSamples: 10000, clientSamples: 3200, testSamples: 2000, teacherEpochs: 3, baseEpochs: 5, width: 1,
     groups: GROUPS, alpha: 0.5, rounds: 5, epochs: 1, batchSize: 32, learningRate: 3e-3, mu: 0.01, maxSteps: 12,
     attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
   },

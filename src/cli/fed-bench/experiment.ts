@@ -2,12 +2,12 @@ import type * as tf from '@tensorflow/tfjs';
 import { clientMeans, summarizeGroups, verdicts, type ClientAccuracy, type FedCondition } from '../../bench/federated-bench.js';
 import { RoundConfigSchema, type FederatedStrategyName, type RoundConfig } from '../../config/federated.js';
 import { dirichletPartition, subset, type ImageSet } from '../../data/index.js';
-import { aggregate, deltaOf, l2Norm, sliceForDevice, type ClientUpdate, type IndexMap, type RoundTrainResult, type StrategyConfig, type WeightSet } from '../../federated/index.js';
-import { setModelWeights, weightSetFromModel } from '../../federated/tfjs-weights.js';
-import { createRoundTrainer, enrolDevice } from '../../jobs/round-trainer.js';
+import { aggregate, deltaOf, l2Norm, learnedUpdate, learnedWeights, type ClientUpdate, type IndexMap, type RoundTrainResult, type StrategyConfig, type WeightSet } from '../../federated/index.js';
+import { weightSetFromModel } from '../../federated/tfjs-weights.js';
+import { createRoundTrainer, enrolDevice, loadGlobalSlice } from '../../jobs/round-trainer.js';
 import { evaluateAccuracy } from '../../model/index.js';
 import type { BenchSetup } from './setup.js';
-import { memoTrainer, signFlipTrainer, weightsDigest, type FleetClient, type RoundTransport } from './transport.js';
+import { memoTrainer, signFlipTrainer, type FleetClient, type RoundTransport } from './transport.js';
 
 export interface BudgetGroup {
   name: string;
@@ -45,6 +45,8 @@ interface SimClient {
 }
 
 const FAR = '2099-01-01T00:00:00Z';
+/** Batches of local data BatchNorm statistics are recomputed on (after training and before evaluation). */
+const RECALIBRATE_BATCHES = 10;
 
 function roundConfig(e: ExperimentSettings, id: string, round: number, strategy: FederatedStrategyName): RoundConfig {
   return RoundConfigSchema.parse({ type: 'round-config', roundId: `${id}-r${round}`, round, strategy, epochs: e.epochs, learningRate: e.learningRate, batchSize: e.batchSize, mu: e.mu, trimBeta: e.trimBeta, deadline: FAR });
@@ -94,26 +96,22 @@ async function enrolClients(o: SeedRunOptions): Promise<SimClient[]> {
 function fleetOf(clients: readonly SimClient[], o: SeedRunOptions, variant: 'imp' | 'pre', attackers: ReadonlySet<string>): FleetClient[] {
   return clients.map((c, i) => {
     const dev = c[variant];
-    const honest = createRoundTrainer({ teacher: o.setup.teacher, student: dev.student, indexMap: dev.indexMap, data: c.data, seed: o.seed * 100 + i, train: { maxSteps: o.settings.maxSteps, recalibrateBatches: 5 } });
+    const honest = createRoundTrainer({ teacher: o.setup.teacher, student: dev.student, indexMap: dev.indexMap, data: c.data, seed: o.seed * 100 + i, train: { maxSteps: o.settings.maxSteps, recalibrateBatches: RECALIBRATE_BATCHES } });
     const memo = memoTrainer(honest, dev.indexMap, c.caches[variant]);
     return { id: c.id, trainer: attackers.has(c.id) ? signFlipTrainer(memo, o.settings.attackScale) : memo };
   });
 }
 
-/** Accuracy of each client's slice of `global` on the test set (one evaluation per distinct map). */
+/**
+ * Accuracy of each client's deployed model on the test set: its slice of `global` with BatchNorm
+ * statistics recomputed on its own data (the same rule for every condition, `none` included).
+ */
 function evaluateSlices(clients: readonly SimClient[], variant: 'imp' | 'pre', globalOf: (c: SimClient) => WeightSet, test: ImageSet): Map<string, number> {
-  const memo = new Map<string, number>();
   const out = new Map<string, number>();
   for (const c of clients) {
     const dev = c[variant];
-    const slice = sliceForDevice(globalOf(c), dev.indexMap);
-    const key = weightsDigest(slice);
-    let acc = memo.get(key);
-    if (acc === undefined) {
-      setModelWeights(dev.student, slice);
-      memo.set(key, (acc = evaluateAccuracy(dev.student, test)));
-    }
-    out.set(c.id, acc);
+    loadGlobalSlice(dev.student, globalOf(c), dev.indexMap, c.data, RECALIBRATE_BATCHES);
+    out.set(c.id, evaluateAccuracy(dev.student, test));
   }
   return out;
 }
@@ -147,7 +145,7 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
         const config = roundConfig(e, `s${o.seed}-${condition}`, r, strategy.kind === 'trimmed-mean' ? 'trimmed-mean' : 'fedavg');
         const updates = await o.transport.round({ roundId: config.roundId, round: r, config, global, clients: fleet });
         let clip: number | undefined;
-        if (strategy.kind === 'trimmed-mean' && e.attackClip === 'median') attackClips.push((clip = median(updates.map((u) => l2Norm(deltaOf(global, u))))));
+        if (strategy.kind === 'trimmed-mean' && e.attackClip === 'median') attackClips.push((clip = median(updates.map((u) => l2Norm(deltaOf(learnedWeights(global), learnedUpdate(u)))))));
         const res = aggregate(global, updates, { round: r, strategy, ...(clip !== undefined ? { clip } : {}) });
         if (res.dropped.length) o.log(`seed ${o.seed} ${condition} round ${r}: dropped ${res.dropped.map((d) => `${d.clientId} (${d.problems.map((p) => p.code).join(',')})`).join('; ')}`);
         global = res.weights;
