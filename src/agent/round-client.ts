@@ -79,6 +79,16 @@ function fileOf(m: Manifest, name: string): ManifestFile {
   return m.files.find((f) => f.path === name) ?? fail('EDGEKT_ERR_MALFORMED', `round manifest ${m.name} has no ${name}`);
 }
 
+/** The promise, or a rejection as soon as `signal` aborts: a trainer that ignores its signal cannot hold the round past its deadline. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new EdgektError('EDGEKT_ERR_ABORTED', `round aborted (${String(signal.reason)})`));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new EdgektError('EDGEKT_ERR_ABORTED', `round aborted (${String(signal.reason)})`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 /**
  * The device side of a federated round (protocol step 3): verify the fleet-signed invite, decline
  * with a code when the device cannot take part, pull the global and the base topology, train with
@@ -188,7 +198,7 @@ export function createRoundClient(d: RoundClientDeps): RoundClient {
       let result;
       try {
         const trainer = await d.trainerFor!(config, base, global);
-        result = await trainer({ roundId, round, config, global, signal });
+        result = await untilAborted(trainer({ roundId, round, config, global, signal }), signal);
       } catch (e) {
         if (signal.aborted) throw e;
         const err = toEdgektError(e);
