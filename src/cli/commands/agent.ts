@@ -5,7 +5,9 @@ import { rankProfiles } from '../../config/device-profile.js';
 import { loadAllProfiles, loadProfile } from '../../config/profile-files.js';
 import { EdgektError } from '../../core/errors.js';
 import { bootstrapAgent } from '../../agent/bootstrap.js';
-import { createAgent } from '../../agent/daemon.js';
+import { createAgent, type Agent } from '../../agent/daemon.js';
+import { createEnrolledTrainerFor, findReceivedTeacher } from '../../agent/round-enrolment.js';
+import { loadDataset } from '../../data/index.js';
 import { runCompressJobInWorker } from '../../jobs/index.js';
 import { action, type CliContext } from '../context.js';
 import { machineFacts } from './profile.js';
@@ -33,8 +35,20 @@ export function registerAgent(program: Command, ctx: CliContext): void {
         }
         const logger = pino({ level: c.log.level, base: { deviceId: c.device.id } });
         const info = await ctx.backend();
-        const agent = createAgent({
-          ...boot, profile, logger,
+        const fed = c.federated;
+        if (fed.enabled && (fed.dataset === undefined || c.datasets[fed.dataset] === undefined)) {
+          throw new EdgektError('EDGEKT_ERR_CONFIG', `federated.enabled needs federated.dataset naming one of datasets (has: ${Object.keys(c.datasets).join(', ') || 'none'})`);
+        }
+        let agent: Agent | null = null;
+        const rounds = fed.enabled
+          ? createEnrolledTrainerFor({
+              stateDir: c.stateDir, profile, logger, seed: fed.seed,
+              loadData: async () => (await loadDataset(c.datasets[fed.dataset!]!, { seed: fed.seed, ...(fed.limit ? { limit: fed.limit } : {}) })).train,
+              teacherFor: async (sha) => (agent?.jobs ? findReceivedTeacher(agent.jobs, c.stateDir, sha) : null),
+            })
+          : null;
+        agent = createAgent({
+          ...boot, profile, logger, ...(rounds ? { roundTrainerFor: rounds } : {}),
           run: (spec, ro) => runCompressJobInWorker(spec, { ...ro, backend: info.backend }),
           versions: { edgekt: '0.1.0', node: process.versions.node, tfjs: tf.version.tfjs, backend: info.backend },
         });
@@ -47,6 +61,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
         });
         logger.info('stopping');
         await agent.stop();
+        rounds?.dispose();
         return 0;
       }),
     );
