@@ -5,7 +5,10 @@ import { UpdateSummarySchema } from '../src/config/federated.js';
 import { sliceForDevice, tensor, toWeightsUpdate, type IndexMap, type WeightSet } from '../src/federated/index.js';
 import { generateKeyPair } from '../src/transport/keys.js';
 import { topics } from '../src/transport/topics.js';
-import { inProcessAgent, restartableAedes, stubCoordinator, type InProcessAgent } from './helpers/rounds.js';
+import { signManifest } from '../src/transport/signing.js';
+import type { Manifest } from '../src/config/manifest.js';
+import { blockHashes } from './helpers/fleet.js';
+import { inProcessAgent, restartableAedes, sha256, stubCoordinator, type InProcessAgent } from './helpers/rounds.js';
 
 const fleet = generateKeyPair();
 const GLOBAL: WeightSet = {
@@ -46,7 +49,7 @@ const roundOf = (roundId: string, round: number, o: Partial<Parameters<typeof co
 beforeAll(async () => {
   broker = await restartableAedes();
   coord = await stubCoordinator(broker.url);
-  dev1 = inProcessAgent({ brokerUrl: broker.url, deviceId: 'dev1', fleet, trainerFor, reconnectSeconds: 1 });
+  dev1 = inProcessAgent({ brokerUrl: broker.url, deviceId: 'dev1', fleet, trainerFor, reconnectSeconds: 1, datasets: { digits: 'mnist' } });
   dev2 = inProcessAgent({ brokerUrl: broker.url, deviceId: 'dev2', fleet, trainerFor, federated: { enabled: false } });
   await dev1.start();
   await dev2.start();
@@ -156,6 +159,31 @@ describe('agent round client (real aedes, real SQLite, real signatures, stub coo
     release();
     expect(r.type === 'round-failed' && r.error.code).toBe('EDGEKT_ERR_ROUND_UNAVAILABLE');
     await waitFor(() => dev1.agent.activeRound() === null, 5000, 'round over');
+  });
+
+  it('keeps a compress job offered during a round queued (paused for the round), then runs it', async () => {
+    let release!: () => void;
+    behaviour.set('with-job', { hold: new Promise<void>((r) => (release = r)) });
+    await coord.send('dev1', roundOf('with-job', 8));
+    await waitFor(() => dev1.agent.activeRound()?.roundId === 'with-job', 5000, 'round active');
+    const bytes = new TextEncoder().encode('{"not": "a model"}');
+    const now = Date.now();
+    const file = { path: 'model.json', size: bytes.byteLength, sha256: sha256(bytes), blockSize: 1024, blocks: blockHashes(bytes, 1024) };
+    coord.files.set(file.sha256, bytes);
+    const teacher: Manifest = {
+      schema: 1, kind: 'teacher', name: 'queued-teacher', version: now, target: { devices: ['dev1'] },
+      issuedAt: new Date(now - 1000).toISOString(), expires: new Date(now + 3600_000).toISOString(), files: [file],
+    };
+    await coord.send('dev1', JSON.stringify({ type: 'compress', jobId: 'queued-1', manifest: signManifest(teacher, fleet.privateKey), dataset: 'digits', settings: {} }));
+    await waitFor(() => dev1.agent.jobs?.get('queued-1')?.pausedReason?.includes('federated round') === true, 5000, 'job queued behind the round');
+    expect(dev1.agent.jobs!.get('queued-1')!.state).toBe('received');
+    release();
+    expect((await coord.report('with-job', 'dev1')).type).toBe('round-update');
+    // It runs once the round is over: downloads the (bogus) teacher and refuses it at inspection.
+    await waitFor(() => ['rejected', 'failed', 'succeeded'].includes(dev1.agent.jobs!.get('queued-1')!.state), 20_000, 'queued job to end');
+    const job = dev1.agent.jobs!.get('queued-1')!;
+    expect(job.error?.code).toMatch(/^EDGEKT_ERR_MODEL/);
+    expect(job.pausedReason).toBeNull();
   });
 
   it('ignores a stale round (older than the last answered for its run), also after a restart', async () => {
