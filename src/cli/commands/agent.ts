@@ -29,16 +29,16 @@ export function registerAgent(program: Command, ctx: CliContext): void {
           if (!best) throw new EdgektError('EDGEKT_ERR_PROFILE', 'device.profile is auto but no built-in profile matches this machine');
           profile = loadProfile(best.name);
         } else profile = loadProfile(c.device.profile);
+        const fed = c.federated;
+        if (fed.enabled && (fed.dataset === undefined || c.datasets[fed.dataset] === undefined)) {
+          throw new EdgektError('EDGEKT_ERR_CONFIG', `federated.enabled needs federated.dataset naming one of datasets (has: ${Object.keys(c.datasets).join(', ') || 'none'})`);
+        }
         if (o.check) {
           ctx.out(`config ok: device ${c.device.id}, profile ${profile.name}, broker ${c.broker.url}, ${boot.trustedKeys.size} trusted key(s), datasets ${Object.keys(c.datasets).join(', ') || 'none'}`);
           return 0;
         }
         const logger = pino({ level: c.log.level, base: { deviceId: c.device.id } });
         const info = await ctx.backend();
-        const fed = c.federated;
-        if (fed.enabled && (fed.dataset === undefined || c.datasets[fed.dataset] === undefined)) {
-          throw new EdgektError('EDGEKT_ERR_CONFIG', `federated.enabled needs federated.dataset naming one of datasets (has: ${Object.keys(c.datasets).join(', ') || 'none'})`);
-        }
         let agent: Agent | null = null;
         const rounds = fed.enabled
           ? createEnrolledTrainerFor({
