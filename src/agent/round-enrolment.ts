@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -137,21 +138,18 @@ export function createEnrolledTrainerFor(o: EnrolledTrainerOptions): EnrolledTra
 }
 
 /**
- * The teacher a round names (`teacherSha256`: the coordinator's bundle sha256 over the canonical
- * `{name, files}`) among the teachers this agent received in rollouts, loaded from its job dir.
+ * The directory of the teacher a round names (`teacherSha256`: the coordinator's bundle sha256 over
+ * the canonical `{name, files}`) among the teachers this agent received in rollouts, or null.
  */
-export async function findReceivedTeacher(jobs: JobStore, stateDir: string, bundleSha256: string): Promise<tf.LayersModel | null> {
+export function findReceivedTeacherDir(jobs: JobStore, stateDir: string, bundleSha256: string): string | null {
   for (const job of jobs.list({ limit: 1000 })) {
     const env = EnvelopeSchema.safeParse(job.manifest);
     const m = env.success ? ManifestSchema.safeParse(env.data.manifest) : null;
     if (!m?.success || m.data.kind !== 'teacher') continue;
     const sha = createHash('sha256').update(canonicalJson({ name: m.data.name, files: m.data.files })).digest('hex');
-    if (sha !== bundleSha256) continue;
-    try {
-      return (await loadModel(path.join(jobDir(stateDir, job.jobId), 'teacher'))).model;
-    } catch {
-      // that job's teacher files are gone or incomplete: try another job that received it
-    }
+    const dir = path.join(jobDir(stateDir, job.jobId), 'teacher');
+    // A job past `verified` holds the whole, hash-checked teacher; an earlier one may be partial.
+    if (sha === bundleSha256 && !['received', 'downloading', 'rejected'].includes(job.state) && existsSync(path.join(dir, 'model.json'))) return dir;
   }
   return null;
 }

@@ -6,7 +6,8 @@ import { loadAllProfiles, loadProfile } from '../../config/profile-files.js';
 import { EdgektError } from '../../core/errors.js';
 import { bootstrapAgent } from '../../agent/bootstrap.js';
 import { createAgent, type Agent } from '../../agent/daemon.js';
-import { createEnrolledTrainerFor, findReceivedTeacher } from '../../agent/round-enrolment.js';
+import { createEnrolledTrainerFor, findReceivedTeacherDir } from '../../agent/round-enrolment.js';
+import { loadModel } from '../../model/io.js';
 import { loadDataset } from '../../data/index.js';
 import { runCompressJobInWorker } from '../../jobs/index.js';
 import { action, type CliContext } from '../context.js';
@@ -44,7 +45,10 @@ export function registerAgent(program: Command, ctx: CliContext): void {
           ? createEnrolledTrainerFor({
               stateDir: c.stateDir, profile, logger, seed: fed.seed,
               loadData: async () => (await loadDataset(c.datasets[fed.dataset!]!, { seed: fed.seed, ...(fed.limit ? { limit: fed.limit } : {}) })).train,
-              teacherFor: async (sha) => (agent?.jobs ? findReceivedTeacher(agent.jobs, c.stateDir, sha) : null),
+              teacherFor: async (sha) => {
+                const dir = agent?.jobs ? findReceivedTeacherDir(agent.jobs, c.stateDir, sha) : null;
+                return dir ? (await loadModel(dir)).model : null;
+              },
             })
           : null;
         agent = createAgent({
