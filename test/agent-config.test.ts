@@ -139,3 +139,11 @@ describe('throttling readers', () => {
     expect(await readThermalZones(path.join(root, 'absent'))).toEqual([]);
   });
 });
+
+describe('agent config: federated', () => {
+  it('is off by default and takes enabled/dataset/limit/seed, refusing unknown fields by name', () => {
+    expect(parseAgentConfig(GOOD).federated).toEqual({ enabled: false, seed: 0 });
+    expect(parseAgentConfig(`${GOOD}federated: { enabled: true, dataset: digits, limit: 500 }\n`).federated).toEqual({ enabled: true, dataset: 'digits', limit: 500, seed: 0 });
+    expect(() => parseAgentConfig(`${GOOD}federated: { enabled: true, epochs: 3 }\n`)).toThrow(/federated/);
+  });
+});

@@ -25,6 +25,9 @@ import type { CompressJobRunner } from './runner.js';
 import { createHostSampler, type HostSample } from './telemetry.js';
 import { pauseReason } from './work-gate.js';
 import { createFileArtifactSource } from './artifact-source.js';
+import { createRoundAnswerStore } from '../store/round-answers.js';
+import { createRoundClient, type RoundClient, type RoundTrainerFor } from './round-client.js';
+import { payloadType } from './intake.js';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -37,6 +40,8 @@ export interface AgentOptions {
   clock?: Clock;
   sampler?: () => Promise<HostSample>;
   versions?: Record<string, string>;
+  /** Federated rounds: builds the device's trainer for a round (tests inject a light one; `edgekt agent` enrols). */
+  roundTrainerFor?: RoundTrainerFor;
 }
 
 export interface Agent {
@@ -49,6 +54,8 @@ export interface Agent {
   paused(): string | null;
   /** Resolves when no job is queued or running. */
   whenIdle(): Promise<void>;
+  /** The federated round being trained, or null. */
+  activeRound(): { roundId: string; round: number } | null;
 }
 
 /**
@@ -76,6 +83,9 @@ export function createAgent(o: AgentOptions): Agent {
   let loop: Promise<void> | null = null;
   const idleWaiters: Array<() => void> = [];
   const source = createFileArtifactSource();
+  let rounds: RoundClient | null = null;
+  /** Why the compress loop must wait: paused work, or a federated round training (the job stays queued). */
+  const blocked = (): string | null => paused ?? (rounds?.active() ? `federated round ${rounds.active()!.roundId} in progress` : null);
 
   const status = (state: 'online' | 'offline'): StatusMessage => ({
     type: 'status', deviceId: id, state, at: new Date(clock.now()).toISOString(), profile: o.profile.name, groups: c.device.groups,
@@ -141,9 +151,10 @@ export function createAgent(o: AgentOptions): Agent {
   async function runLoop(executor: ReturnType<typeof createExecutor>): Promise<void> {
     while (!stopping) {
       const jobId = queue[0];
-      if (jobId === undefined || paused) {
+      const why = blocked();
+      if (jobId === undefined || why) {
         if (!jobId) idleWaiters.splice(0).forEach((f) => f());
-        else if (!jobs!.get(jobId)!.pausedReason) jobs!.pause(jobId, paused!);
+        else if (!jobs!.get(jobId)!.pausedReason) jobs!.pause(jobId, why!);
         await new Promise<void>((r) => (wake = r));
         wake = null;
         continue;
@@ -181,10 +192,10 @@ export function createAgent(o: AgentOptions): Agent {
       wake?.();
     }
     const a = active ? jobs!.get(active.jobId) : null;
-    const msg: TelemetryMessage = {
-      type: 'telemetry', deviceId: id, at: new Date(clock.now()).toISOString(), ...s,
-      activeJob: a ? { jobId: a.jobId, state: a.state } : null, paused,
-    };
+    const r = rounds?.active();
+    // A training round makes the device busy for the coordinator's idle selection, like a job.
+    const activeJob = a ? { jobId: a.jobId, state: a.state } : r ? { jobId: r.roundId, state: 'federated-round' } : null;
+    const msg: TelemetryMessage = { type: 'telemetry', deviceId: id, at: new Date(clock.now()).toISOString(), ...s, activeJob, paused };
     client.publish(topics.telemetry(id), JSON.stringify(msg), { qos: 0 });
   }
 
@@ -196,6 +207,7 @@ export function createAgent(o: AgentOptions): Agent {
       return jobs;
     },
     paused: () => paused,
+    activeRound: () => rounds?.active() ?? null,
     whenIdle: () => (queue.length === 0 && !active ? Promise.resolve() : new Promise((r) => idleWaiters.push(r))),
     async start() {
       await mkdir(c.stateDir, { recursive: true });
@@ -222,6 +234,7 @@ export function createAgent(o: AgentOptions): Agent {
       cl.on('error', (e) => log.warn({ err: e.message }, 'mqtt error'));
       cl.on('message', (topic, payload) => {
         if (topic !== topics.jobs(id)) return;
+        if (payloadType(payload) === 'round-invite') return rounds!.handle(payload);
         try {
           onJobPayload(payload);
         } catch (e) {
@@ -235,6 +248,20 @@ export function createAgent(o: AgentOptions): Agent {
         publishArtifact: (files) => files.forEach((f) => source.add(f.sha256, f.file, f.size)),
       });
       await executor.restoreArtifacts();
+      const answers = createRoundAnswerStore(db, { clock, outbox: jobs.outbox });
+      for (const a of answers.served()) if (a.served) source.add(a.served.sha256, a.served.file, a.served.size);
+      rounds = createRoundClient({
+        deviceId: id, groups: c.device.groups, trustedKeys: o.trustedKeys, deviceKey: o.deviceKey.privateKey, stateDir: c.stateDir, db, answers, client: cl,
+        enabled: c.federated.enabled, ...(o.roundTrainerFor ? { trainerFor: o.roundTrainerFor } : {}), window: c.limits.window, maxArtifactBytes: c.limits.maxArtifactBytes,
+        unavailable: () => paused ?? (active ? `compress job ${active.jobId} is running` : null),
+        serve: (sha, file, size) => source.add(sha, file, size),
+        kick: () => pump?.kick(),
+        onBusy: (busy) => {
+          void tick().catch(() => {}); // the coordinator sees the change at once, not at the next cron tick
+          if (!busy) wake?.();
+        },
+        clock, logger: log,
+      });
       for (const job of jobs.listActive()) enqueue(job.jobId);
       task = cron.schedule(c.telemetry.cron, () => void tick().catch((e) => log.warn({ err: String(e) }, 'telemetry failed')));
       void tick().catch(() => {});
@@ -245,6 +272,7 @@ export function createAgent(o: AgentOptions): Agent {
       await task?.stop();
       active?.controller.abort('stop');
       wake?.();
+      await rounds?.stop();
       await loop;
       if (client?.connected) await client.publishAsync(topics.status(id), JSON.stringify(status('offline')), { qos: 1, retain: true }).catch(() => {});
       await pump?.stop();

@@ -10,12 +10,10 @@ import type { Manifest } from '../config/manifest.js';
 import { EdgektError, toEdgektError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { Db } from '../store/sqlite.js';
-import { createBlockLedger } from '../store/block-ledger.js';
 import type { Job, JobStore } from '../store/jobs.js';
 import type { JobState } from '../store/job-states.js';
 import type { VersionStore } from '../store/versions.js';
-import { topics } from '../transport/topics.js';
-import { createFileBlockSink, pullFile, pullFileHttp } from '../transport/blocks/index.js';
+import { pullManifestFile } from './pull.js';
 import { signManifest } from '../transport/signing.js';
 import { manifestForDir } from '../transport/manifest-dir.js';
 import { inspectModelDir } from '../model/io.js';
@@ -99,24 +97,13 @@ export function createExecutor(d: ExecutorDeps) {
     let before = 0;
     for (const f of manifest.files) {
       const blocks = Math.ceil(f.size / f.blockSize);
-      const ledger = createBlockLedger(d.db, `${job.jobId}:${f.path}`, blocks);
-      const sink = await createFileBlockSink(path.join(dir, f.path), f.size);
       const onProgress = (p: { received: number; total: number }): void => {
         const received = before + p.received;
         note(job.jobId, { stage: 'download', done: received, total: totalBlocks, blocks: { received, total: totalBlocks } }, received === totalBlocks);
       };
-      const common = { file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger, sink, signal, onProgress };
-      try {
-        if (f.url) await pullFileHttp({ ...common, url: f.url });
-        else {
-          await pullFile({
-            ...common, client: d.client, requestTopic: topics.pull(d.deviceId),
-            responseTopicPrefix: topics.deviceBlocks(d.deviceId, job.jobId.replace(/[^A-Za-z0-9._:-]/g, '_')), window: d.window,
-          });
-        }
-      } finally {
-        await sink.close();
-      }
+      await pullManifestFile(f, path.join(dir, f.path), {
+        client: d.client, db: d.db, deviceId: d.deviceId, ledgerKey: `${job.jobId}:${f.path}`, responseLevel: job.jobId, window: d.window, signal, onProgress,
+      });
       before += blocks;
     }
     return dir;

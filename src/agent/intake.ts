@@ -25,6 +25,16 @@ export function manifestDigest(envelope: unknown): string {
   return createHash('sha256').update(JSON.stringify(envelope)).digest('hex');
 }
 
+/** The `type` of a JSON payload on the jobs topic (dispatch: job offers vs round invites), or null. */
+export function payloadType(payload: Uint8Array): string | null {
+  try {
+    const t = (JSON.parse(Buffer.from(payload).toString('utf8')) as { type?: unknown } | null)?.type;
+    return typeof t === 'string' ? t : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Parses and judges one payload from `devices/{id}/jobs`, before anything is acted on: JSON, the
  * message schema, the manifest signature, expiry, target, version (strictly newer than the last

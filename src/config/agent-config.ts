@@ -75,6 +75,19 @@ export const AgentConfigSchema = z
       })
       .strict()
       .default({ maxArtifactBytes: 512 * 2 ** 20, minFreeDiskBytes: 64 * 2 ** 20, window: 8 }),
+    /** Federated rounds (`round-invite` on the jobs topic): off unless enabled; then local data comes from `dataset`. */
+    federated: z
+      .object({
+        enabled: z.boolean().default(false),
+        /** A name from `datasets`: the local labelled data of every round (its train split). */
+        dataset: z.string().regex(DEVICE_ID).optional(),
+        /** Keep at most this many local samples (seeded pick), to bound a round's compute. */
+        limit: z.number().int().positive().optional(),
+        /** Seeds local training and the client-side noise (mixed with the round number). */
+        seed: z.number().int().nonnegative().default(0),
+      })
+      .strict()
+      .default({ enabled: false, seed: 0 }),
     /** At most one progress update per job per this many seconds (state changes always go at once). */
     progressSeconds: z.number().min(0.1).max(3600).default(2),
     log: z

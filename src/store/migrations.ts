@@ -96,4 +96,23 @@ export const STORE_MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 6,
+    name: 'round-answers',
+    up(db) {
+      db.exec(`
+        CREATE TABLE round_answers (
+          round_id    TEXT    PRIMARY KEY,
+          run_key     TEXT    NOT NULL,
+          round       INTEGER NOT NULL,
+          outcome     TEXT    NOT NULL CHECK (outcome IN ('update', 'failed')),
+          file        TEXT,
+          sha256      TEXT,
+          size        INTEGER,
+          answered_at INTEGER NOT NULL
+        );
+        CREATE INDEX round_answers_run ON round_answers (run_key, round);
+      `);
+    },
+  },
 ];

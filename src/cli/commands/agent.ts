@@ -5,7 +5,10 @@ import { rankProfiles } from '../../config/device-profile.js';
 import { loadAllProfiles, loadProfile } from '../../config/profile-files.js';
 import { EdgektError } from '../../core/errors.js';
 import { bootstrapAgent } from '../../agent/bootstrap.js';
-import { createAgent } from '../../agent/daemon.js';
+import { createAgent, type Agent } from '../../agent/daemon.js';
+import { createEnrolledTrainerFor, findReceivedTeacherDir } from '../../agent/round-enrolment.js';
+import { loadModel } from '../../model/io.js';
+import { loadDataset } from '../../data/index.js';
 import { runCompressJobInWorker } from '../../jobs/index.js';
 import { action, type CliContext } from '../context.js';
 import { machineFacts } from './profile.js';
@@ -27,14 +30,29 @@ export function registerAgent(program: Command, ctx: CliContext): void {
           if (!best) throw new EdgektError('EDGEKT_ERR_PROFILE', 'device.profile is auto but no built-in profile matches this machine');
           profile = loadProfile(best.name);
         } else profile = loadProfile(c.device.profile);
+        const fed = c.federated;
+        if (fed.enabled && (fed.dataset === undefined || c.datasets[fed.dataset] === undefined)) {
+          throw new EdgektError('EDGEKT_ERR_CONFIG', `federated.enabled needs federated.dataset naming one of datasets (has: ${Object.keys(c.datasets).join(', ') || 'none'})`);
+        }
         if (o.check) {
           ctx.out(`config ok: device ${c.device.id}, profile ${profile.name}, broker ${c.broker.url}, ${boot.trustedKeys.size} trusted key(s), datasets ${Object.keys(c.datasets).join(', ') || 'none'}`);
           return 0;
         }
         const logger = pino({ level: c.log.level, base: { deviceId: c.device.id } });
         const info = await ctx.backend();
-        const agent = createAgent({
-          ...boot, profile, logger,
+        let agent: Agent | null = null;
+        const rounds = fed.enabled
+          ? createEnrolledTrainerFor({
+              stateDir: c.stateDir, profile, logger, seed: fed.seed,
+              loadData: async () => (await loadDataset(c.datasets[fed.dataset!]!, { seed: fed.seed, ...(fed.limit ? { limit: fed.limit } : {}) })).train,
+              teacherFor: async (sha) => {
+                const dir = agent?.jobs ? findReceivedTeacherDir(agent.jobs, c.stateDir, sha) : null;
+                return dir ? (await loadModel(dir)).model : null;
+              },
+            })
+          : null;
+        agent = createAgent({
+          ...boot, profile, logger, ...(rounds ? { roundTrainerFor: rounds } : {}),
           run: (spec, ro) => runCompressJobInWorker(spec, { ...ro, backend: info.backend }),
           versions: { edgekt: '0.1.0', node: process.versions.node, tfjs: tf.version.tfjs, backend: info.backend },
         });
@@ -47,6 +65,7 @@ export function registerAgent(program: Command, ctx: CliContext): void {
         });
         logger.info('stopping');
         await agent.stop();
+        rounds?.dispose();
         return 0;
       }),
     );
