@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDistillWorkers, distill, type DistillOptions, type DistillState, type DistillWorkers } from '../src/compress/distill/index.js';
+import { defaultStages } from '../src/compress/pipeline/stages.js';
 import type { ImageSet } from '../src/data/types.js';
 
 // No BatchNorm anywhere: with BN each shard would normalise over its own half, and W=2 would
@@ -157,5 +158,24 @@ describe('data-parallel distill', () => {
       resumed.dispose();
     }
     full.dispose();
+  });
+
+  it('pipeline stages with workers: 2 run the distill stage and fine-tunes on one pool, released at the end', async () => {
+    const stages = defaultStages({ workers: 2, distillEpochs: 1, batchSize: 8, briefSamples: 16, finalEpochs: 1, fold: false });
+    const student = studentModel();
+    const start = weightsOf(student);
+    const before = tf.memory().numTensors;
+    const seen: number[] = [];
+    await stages.distill(teacher, student, data(16), (p) => seen.push(p.done));
+    expect(seen).toEqual([1, 2]);
+    const afterDistill = weightsOf(student);
+    expect(maxAbsDiff(start, afterDistill)).toBeGreaterThan(1e-4);
+    const tune = stages.fineTuner(teacher, data(16));
+    await tune(student, { kind: 'brief', iteration: 1 });
+    await tune(student, { kind: 'final', iteration: 2 });
+    expect(maxAbsDiff(afterDistill, weightsOf(student))).toBeGreaterThan(1e-4);
+    await stages.release!();
+    expect(tf.memory().numTensors).toBe(before);
+    student.dispose();
   });
 });

@@ -9,8 +9,8 @@ import type { LossParts } from './losses.js';
 import { recalibrateBatchNorm } from './recalibrate.js';
 import { captureDistillState, checkResumable, restoreDistillState, type DistillRunKey, type DistillState } from './state.js';
 import { createDistillTrainer, DISTILL_DEFAULTS, hintPairs, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
-import { createDistillWorkers, type DistillWorkers, type ParallelRun } from './parallel.js';
-import type { DistillFrame } from './parallel-protocol.js';
+import type { DistillWorkers } from './parallel.js';
+import { createStepper } from './stepper.js';
 import type { BackendChoice } from '../../runtime/backend.js';
 
 export type DistillSchedule = 'fitnets' | 'joint';
@@ -139,10 +139,12 @@ export async function distill(
   if (inShape[1] !== h || inShape[2] !== w || inShape[3] !== c) {
     throw new EdgektError('EDGEKT_ERR_MODEL_UNSUPPORTED', `student input ${inShape.slice(1).join('x')} does not match data ${h}x${w}x${c}`);
   }
-  const trainer = await createStepper(teacher, student, data, options, seed);
   const stepsPerEpoch = Math.ceil(data.count / batchSize);
   const totalSteps = Math.min(epochs * stepsPerEpoch, options.maxSteps ?? Infinity);
   if (!(totalSteps >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `maxSteps must be >= 1, got ${options.maxSteps}`);
+  const ckpt = options.checkpoint;
+  const saveDue = checkpointTrigger(ckpt);
+  const trainer = await createStepper(teacher, student, data, options, seed);
   const hasHints = trainer.pairs.length > 0;
   const hintSteps = schedule === 'fitnets' && hasHints
     ? Math.max(1, Math.round((options.hintFraction ?? DISTILL_RUN_DEFAULTS.hintFraction) * totalSteps))
@@ -155,8 +157,6 @@ export async function distill(
     g < hintSteps ? scheduledLearningRate(lrSchedule, baseLr, g, hintSteps) : scheduledLearningRate(lrSchedule, baseLr, g - hintSteps, totalSteps - hintSteps);
 
   const run: DistillRunKey = { schedule, lrSchedule, learningRate: baseLr, seed, batchSize, count: data.count, stepsPerEpoch, totalSteps, hintSteps };
-  const ckpt = options.checkpoint;
-  const saveDue = checkpointTrigger(ckpt);
   const positionOf = (g: number): DistillState['position'] => ({ globalStep: g, epoch: Math.floor(g / stepsPerEpoch) + 1, step: g % stepsPerEpoch });
 
   const started = performance.now();
@@ -199,79 +199,6 @@ export async function distill(
     await trainer.dispose();
   }
   return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history, ...(workerTensors ? { workerTensors } : {}) };
-}
-
-/** What the loop drives: one thread's DistillTrainer, or the same step data-parallel over workers. */
-interface Stepper {
-  readonly pairs: HintPair[];
-  step(indices: Int32Array, phase: DistillPhase, learningRate: number): Promise<LossParts>;
-  capture(frame: DistillFrame): Promise<DistillState>;
-  restore(state: DistillState): Promise<void>;
-  /** The trained weights are in the student after this; returns the workers' live tensor counts (data-parallel only). */
-  finish(): Promise<number[] | undefined>;
-  dispose(): Promise<void>;
-}
-
-async function createStepper(teacher: tf.LayersModel | null, student: tf.LayersModel, data: ImageSet, options: DistillOptions, seed: number): Promise<Stepper> {
-  const workers = options.pool?.workers ?? options.workers ?? 1;
-  if (!(Number.isInteger(workers) && workers >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be an integer >= 1, got ${workers}`);
-  if (workers === 1) {
-    const trainer = createDistillTrainer(teacher, student, { ...options, seed });
-    return {
-      pairs: trainer.pairs,
-      step: async (indices, phase, lr) => {
-        const batch = makeBatch(data, indices);
-        try {
-          return trainer.step(batch.x, batch.y, phase, lr);
-        } finally {
-          tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
-        }
-      },
-      capture: (frame) => captureDistillState(trainer, student, frame),
-      restore: (state) => restoreDistillState(trainer, student, state),
-      finish: async () => undefined,
-      dispose: async () => trainer.dispose(),
-    };
-  }
-  if (options.pool && options.pool.teacher !== teacher) throw new EdgektError('EDGEKT_ERR_USAGE', 'the worker pool was made for another teacher');
-  const pool = options.pool ?? (await createDistillWorkers(teacher, { workers, ...(options.backend ? { backend: options.backend } : {}) }));
-  const trainerOptions = { ...trainerOptionsOf(options), seed };
-  let run: ParallelRun;
-  try {
-    run = await pool.begin(student, trainerOptions);
-  } catch (e) {
-    if (!options.pool) await pool.dispose();
-    throw e;
-  }
-  let ended = false;
-  const end = async () => {
-    if (ended) return;
-    ended = true;
-    await run.end(student);
-  };
-  return {
-    pairs: hintPairs(teacher, student, options.hints ?? 'auto'),
-    step: (indices, phase, lr) => run.step(data, indices, phase, lr),
-    capture: (frame) => run.capture(frame),
-    restore: (state) => run.restore(state),
-    finish: async () => {
-      await end();
-      return run.workerTensorCounts();
-    },
-    dispose: async () => {
-      try {
-        await end(); // after an abort the student keeps the weights trained so far, as on one thread
-      } finally {
-        if (!options.pool) await pool.dispose();
-      }
-    },
-  };
-}
-
-/** The trainer's own options out of a run's: plain data, so they can cross into workers. */
-function trainerOptionsOf(o: DistillOptions): DistillTrainerOptions {
-  const keys = ['hints', 'temperature', 'kdWeight', 'ceWeight', 'hintWeights', 'noiseSigma', 'noiseFraction', 'learningRate', 'seed', 'proximal'] as const;
-  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as DistillTrainerOptions;
 }
 
 export interface DistillFineTunerOptions extends Omit<DistillOptions, 'maxSteps' | 'checkpoint'> {
