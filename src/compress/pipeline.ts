@@ -34,6 +34,8 @@ export interface PipelineStages {
    * it is what the pipeline returns; training keeps the trainable form.
    */
   deploy?(model: tf.LayersModel): Promise<tf.LayersModel>;
+  /** Frees what the stages kept across the run (data-parallel workers); called once the run ends. */
+  release?(): Promise<void>;
 }
 
 export interface PruneSettings {
@@ -269,6 +271,7 @@ export async function runCompress(o: CompressOptions): Promise<CompressResult> {
     return result;
   } finally {
     for (const m of new Set(owned)) safeDispose(m);
+    await o.stages.release?.();
   }
 }
 

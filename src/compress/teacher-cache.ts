@@ -25,6 +25,8 @@ export const TeacherMetaSchema = z.strictObject({
   macs: z.number().nonnegative(),
   trainSeconds: z.number().nonnegative(),
   backend: z.string(),
+  /** Data-parallel training threads (absent: one). */
+  workers: z.number().int().positive().optional(),
   createdAt: z.string(),
 });
 export type TeacherMeta = z.infer<typeof TeacherMetaSchema>;
@@ -58,6 +60,8 @@ export interface EnsureTeacherOptions {
   batchSize: number;
   limit?: number;
   force?: boolean;
+  /** Data-parallel training threads (distill's workers). Default 1. */
+  workers?: number;
   /** Backend name recorded in the meta. */
   backend: string;
   /** Training progress, for a bar or log lines drawn by the caller. */
@@ -79,13 +83,13 @@ export async function ensureTeacher(o: EnsureTeacherOptions): Promise<{ dir: str
   const model = buildReferenceTeacher({ seed: o.seed, inputShape: [h, w, c], classes: data.train.numClasses });
   try {
     log.info({ dir: o.dir, data: o.data, epochs: o.epochs }, 'teacher training started');
-    const r = await trainSupervised(model, data.train, { epochs: o.epochs, batchSize: o.batchSize, seed: o.seed, ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
+    const r = await trainSupervised(model, data.train, { epochs: o.epochs, batchSize: o.batchSize, seed: o.seed, ...(o.workers && o.workers > 1 ? { workers: o.workers } : {}), ...(o.onProgress ? { onProgress: o.onProgress } : {}) });
     const graph = graphFromModel(model);
     await saveModel(model, o.dir);
     const meta: TeacherMeta = {
       data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize, trainSamples: data.train.count, testSamples: data.test.count,
       testAccuracy: evaluateAccuracy(model, data.test), params: graph.totalParams, macs: graph.totalMacs, trainSeconds: r.seconds,
-      backend: o.backend, createdAt: new Date((o.clock ?? systemClock).now()).toISOString(),
+      backend: o.backend, ...(o.workers && o.workers > 1 ? { workers: o.workers } : {}), createdAt: new Date((o.clock ?? systemClock).now()).toISOString(),
     };
     await writeFile(path.join(o.dir, TEACHER_META), JSON.stringify(meta, null, 2) + '\n');
     log.info({ dir: o.dir, testAccuracy: meta.testAccuracy, trainSeconds: meta.trainSeconds }, 'teacher trained');

@@ -78,6 +78,8 @@ export const CompressJobSpecSchema = z.strictObject({
   valFraction: z.number().gt(0).lt(1).optional(),
   /** Seconds between in-stage checkpoints of the distillation: what a kill can lose at most. */
   checkpointSeconds: z.number().positive().max(3600).default(D.checkpointSeconds),
+  /** Data-parallel training threads for distillation and fine-tunes. Absent: the profile's `runtime.threads`. */
+  workers: posInt.max(64).optional(),
   /** Continue from the checkpoints of the same run instead of starting over. */
   resume: z.boolean().default(D.resume),
 });

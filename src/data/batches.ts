@@ -108,7 +108,8 @@ export function batchCount(count: number, batchSize: number, drop = false): numb
   return drop ? Math.floor(count / batchSize) : Math.ceil(count / batchSize);
 }
 
-function gather(set: ImageSet, indices: ArrayLike<number>): { x: Float32Array; labels: Int32Array | null } {
+/** The given samples' pixels and labels as plain arrays (no tensors), e.g. to post to a worker. */
+export function gather(set: ImageSet, indices: ArrayLike<number>): { x: Float32Array; labels: Int32Array | null } {
   const [h, w, c] = set.shape;
   const size = h * w * c;
   const n = indices.length;

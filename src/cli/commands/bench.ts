@@ -8,6 +8,7 @@ const BENCH_COMMANDS: readonly LazyCommand<Command>[] = [
   { name: 'arch', load: async () => (await import('./bench-arch.js')).registerBenchArch },
   { name: 'paper', load: async () => (await import('./bench-paper.js')).registerBenchPaper },
   { name: 'train', load: async () => (await import('./bench-train.js')).registerBenchTrain },
+  { name: 'parallel', load: async () => (await import('./bench-parallel.js')).registerBenchParallel },
   { name: 'distill', load: async () => (await import('./bench-distill.js')).registerBenchDistill },
   { name: 'fleet', load: async () => (await import('./bench-fleet.js')).registerBenchFleet },
   { name: 'fleet-sim', load: async () => (await import('./bench-fleet.js')).registerBenchFleet },

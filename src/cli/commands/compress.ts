@@ -147,6 +147,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--skip-layers <names>', 'comma-separated layers whose channels are never pruned')
     .option('--latency-aware', 'rank groups by importance lost per ms saved (NetAdapt-style, slower)')
     .option('--runs <n>', 'timed batch-1 runs per latency measurement', parseIntOption('runs'), D.runs)
+    .option('--workers <n>', "data-parallel training threads for distillation and fine-tunes (default: the profile's runtime.threads)", parseIntOption('workers'))
     .action(
       action(ctx, async (flags: CompressFlags) => {
         const { report, met, code } = await runCompressCommand(ctx, specFromFlags(flags));

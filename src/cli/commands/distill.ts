@@ -67,6 +67,7 @@ interface DistillCliOptions {
   seed: string;
   limit?: string;
   unlabeled?: boolean;
+  workers: string;
   json?: boolean;
 }
 
@@ -95,6 +96,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
     .option('--seed <n>', 'seed of noise, adapters, shuffling and subsets', '0')
     .option('--limit <n>', 'use at most N samples of each split (quick runs)')
     .option('--unlabeled', 'ignore the labels (no cross-entropy): distil from the teacher alone')
+    .option('--workers <n>', 'data-parallel training threads (each holds a teacher and student replica)', '1')
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: DistillCliOptions) => {
@@ -106,6 +108,8 @@ export function registerDistill(program: Command, ctx: CliContext): void {
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const seed = parseIntOption('seed')(opts.seed);
         const limit = opts.limit === undefined ? undefined : parseIntOption('limit')(opts.limit);
+        const workers = parseIntOption('workers')(opts.workers);
+        if (workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--workers must be >= 1');
         const info = await ctx.backend();
         const data = await loadDataset(opts.data, { seed, limit });
         const teacher = await loadModel(opts.teacher, { logits: true });
@@ -117,7 +121,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
           const before = evaluateAccuracy(student.model, data.test);
           const bar = createTrainingBar(ctx, 'distill');
           const r = await distill(teacher.model, student.model, train, {
-            schedule, epochs, batchSize, seed,
+            schedule, epochs, batchSize, seed, workers,
             hints: hints.length ? hints : 'auto',
             temperature: num('temperature', opts.temperature),
             noiseSigma: num('noise-sigma', opts.noiseSigma),
@@ -136,7 +140,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
           const report = {
             teacher: opts.teacher, student: opts.student, out: path.resolve(opts.out), data: opts.data, backend: info.backend,
             trainSamples: train.count, labeled: train.y !== null, testSamples: data.test.count,
-            schedule, lrSchedule, epochs, batchSize, seed, steps: r.steps, seconds: r.seconds,
+            schedule, lrSchedule, epochs, batchSize, seed, workers, steps: r.steps, seconds: r.seconds,
             hints: r.pairs.map((p) => ({ teacher: p.teacher.layerName, student: p.student.layerName, resolution: `${p.student.height}x${p.student.width}`, channels: `${p.student.channels}->${p.teacher.channels}` })),
             accuracy: { teacher: teacherAccuracy, studentBefore: before, studentAfter: after, lossVsTeacher: teacherAccuracy - after },
             history: r.history, studentWeightBytes: saved.weightBytes,
@@ -144,7 +148,7 @@ export function registerDistill(program: Command, ctx: CliContext): void {
           await writeFile(path.join(opts.out, 'distill.json'), JSON.stringify(report, null, 2) + '\n');
           if (opts.json) return printJson(ctx, report);
           ctx.out(`hints     ${report.hints.map((h) => `${h.student}->${h.teacher} (${h.resolution}, ${h.channels} ch)`).join(', ') || 'none'}`);
-          ctx.out(`trained   ${r.steps} steps (${schedule}, ${epochs} epochs, ${train.count} samples${train.y ? '' : ', unlabeled'}) in ${r.seconds.toFixed(0)} s on ${info.backend}`);
+          ctx.out(`trained   ${r.steps} steps (${schedule}, ${epochs} epochs, ${train.count} samples${train.y ? '' : ', unlabeled'}) in ${r.seconds.toFixed(0)} s on ${info.backend}${workers > 1 ? ` × ${workers} workers` : ''}`);
           ctx.out(`accuracy  teacher ${(teacherAccuracy * 100).toFixed(2)}%  student ${(before * 100).toFixed(2)}% -> ${(after * 100).toFixed(2)}%  (${data.test.count} test samples)`);
           ctx.out(`saved     ${report.out}`);
         } finally {

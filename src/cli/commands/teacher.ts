@@ -22,6 +22,8 @@ export interface CachedTeacherOptions {
   limit?: number;
   out?: string;
   force?: boolean;
+  /** Data-parallel training threads. Default 1. */
+  workers?: number;
 }
 
 /** compress/'s ensureTeacher with the CLI's cache location and its progress bar (or JSON logs). */
@@ -32,7 +34,7 @@ export async function ensureCachedTeacher(ctx: CliContext, o: CachedTeacherOptio
   try {
     return await ensureTeacher({
       dir: o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed), data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize,
-      ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(o.force ? { force: true } : {}), backend: info.backend,
+      ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(o.force ? { force: true } : {}), ...(o.workers ? { workers: o.workers } : {}), backend: info.backend,
       ...(bar ? { onProgress: bar.update } : {}), ...(logger ? { logger } : {}),
     });
   } finally {
@@ -48,6 +50,7 @@ interface TrainCliOptions {
   limit?: string;
   out?: string;
   force?: boolean;
+  workers: string;
   json?: boolean;
 }
 
@@ -63,6 +66,7 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
     .option('--limit <n>', 'use at most N samples of each split (quick runs)')
     .option('--out <dir>', 'output directory (default $EDGEKT_CACHE or .cache: teachers/<data>-<seed>)')
     .option('--force', 'retrain even if a cached teacher exists')
+    .option('--workers <n>', 'data-parallel training threads', '1')
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: TrainCliOptions) => {
@@ -70,13 +74,14 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
         const seed = parseIntOption('seed')(opts.seed);
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const limit = opts.limit === undefined ? undefined : parseIntOption('limit')(opts.limit);
-        if (epochs < 1 || batchSize < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--epochs and --batch-size must be >= 1');
-        const { dir, meta, cached } = await ensureCachedTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force });
+        const workers = parseIntOption('workers')(opts.workers);
+        if (epochs < 1 || batchSize < 1 || workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--epochs, --batch-size and --workers must be >= 1');
+        const { dir, meta, cached } = await ensureCachedTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force, workers });
         if (opts.json) return printJson(ctx, { dir, cached, ...meta });
         if (cached) ctx.out(`cached    ${dir} (use --force to retrain)`);
         else ctx.out(`teacher   ${dir}`);
         ctx.out(`params    ${meta.params.toLocaleString('en-US')}  MACs ${meta.macs.toLocaleString('en-US')}`);
-        ctx.out(`trained   ${meta.epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${meta.backend})`);
+        ctx.out(`trained   ${meta.epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${meta.backend}${meta.workers && meta.workers > 1 ? ` × ${meta.workers} workers` : ''})`);
         ctx.out(`accuracy  ${(meta.testAccuracy * 100).toFixed(2)}% on ${meta.testSamples} test samples`);
       }),
     );

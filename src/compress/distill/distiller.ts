@@ -8,7 +8,10 @@ import type { HintPair } from './hint-points.js';
 import type { LossParts } from './losses.js';
 import { recalibrateBatchNorm } from './recalibrate.js';
 import { captureDistillState, checkResumable, restoreDistillState, type DistillRunKey, type DistillState } from './state.js';
-import { createDistillTrainer, DISTILL_DEFAULTS, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
+import { createDistillTrainer, DISTILL_DEFAULTS, hintPairs, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
+import type { DistillWorkers } from './parallel.js';
+import { createStepper } from './stepper.js';
+import type { BackendChoice } from '../../runtime/backend.js';
 
 export type DistillSchedule = 'fitnets' | 'joint';
 
@@ -62,6 +65,16 @@ export interface DistillOptions extends DistillTrainerOptions {
   recalibrateBatches?: number;
   /** Lets a caller stop early (e.g. on SIGINT); checked between steps, throws EDGEKT_ERR_ABORTED. */
   signal?: AbortSignal;
+  /**
+   * Data-parallel worker threads (default 1: the single-thread path). Each holds a student and
+   * teacher replica; shard gradients are averaged by shard size, so results match one thread's up
+   * to float rounding on models without BatchNorm (with BN each shard normalises over itself).
+   */
+  workers?: number;
+  /** Workers kept across runs (createDistillWorkers, same teacher); overrides `workers`. The caller disposes it. */
+  pool?: DistillWorkers;
+  /** Backend of workers this run starts itself. Default 'auto'. */
+  backend?: BackendChoice;
   /** Periodic resumable snapshots, so a killed device loses minutes of a long run, not the run. */
   checkpoint?: DistillCheckpointOptions;
 }
@@ -98,6 +111,8 @@ export interface DistillResult {
   steps: number;
   seconds: number;
   history: EpochSummary[];
+  /** Live tensors in each worker at the end (data-parallel runs only): flat across runs means no leak. */
+  workerTensors?: number[];
 }
 
 export const DISTILL_RUN_DEFAULTS = { ...DISTILL_DEFAULTS, schedule: 'fitnets' as DistillSchedule, lrSchedule: 'cosine' as LrSchedule, epochs: 5, batchSize: 64, hintFraction: 0.25, recalibrateBatches: 20 };
@@ -124,10 +139,12 @@ export async function distill(
   if (inShape[1] !== h || inShape[2] !== w || inShape[3] !== c) {
     throw new EdgektError('EDGEKT_ERR_MODEL_UNSUPPORTED', `student input ${inShape.slice(1).join('x')} does not match data ${h}x${w}x${c}`);
   }
-  const trainer = createDistillTrainer(teacher, student, { ...options, seed });
   const stepsPerEpoch = Math.ceil(data.count / batchSize);
   const totalSteps = Math.min(epochs * stepsPerEpoch, options.maxSteps ?? Infinity);
   if (!(totalSteps >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `maxSteps must be >= 1, got ${options.maxSteps}`);
+  const ckpt = options.checkpoint;
+  const saveDue = checkpointTrigger(ckpt);
+  const trainer = await createStepper(teacher, student, data, options, seed);
   const hasHints = trainer.pairs.length > 0;
   const hintSteps = schedule === 'fitnets' && hasHints
     ? Math.max(1, Math.round((options.hintFraction ?? DISTILL_RUN_DEFAULTS.hintFraction) * totalSteps))
@@ -140,18 +157,17 @@ export async function distill(
     g < hintSteps ? scheduledLearningRate(lrSchedule, baseLr, g, hintSteps) : scheduledLearningRate(lrSchedule, baseLr, g - hintSteps, totalSteps - hintSteps);
 
   const run: DistillRunKey = { schedule, lrSchedule, learningRate: baseLr, seed, batchSize, count: data.count, stepsPerEpoch, totalSteps, hintSteps };
-  const ckpt = options.checkpoint;
-  const saveDue = checkpointTrigger(ckpt);
   const positionOf = (g: number): DistillState['position'] => ({ globalStep: g, epoch: Math.floor(g / stepsPerEpoch) + 1, step: g % stepsPerEpoch });
 
   const started = performance.now();
   let history: EpochSummary[] = [];
   let sums: Sums = {};
   let globalStep = 0;
+  let workerTensors: number[] | undefined;
   try {
     if (ckpt?.load) {
       checkResumable(ckpt.load, run);
-      await restoreDistillState(trainer, student, ckpt.load);
+      await trainer.restore(ckpt.load);
       globalStep = ckpt.load.position.globalStep;
       history = structuredClone(ckpt.load.history);
       sums = structuredClone(ckpt.load.epochSums);
@@ -162,13 +178,7 @@ export async function distill(
       const { epoch, step } = positionOf(globalStep);
       if (order.epoch !== epoch) order = { epoch, batches: batchIndices(shuffledIndices(data.count, seed * 7919 + epoch), batchSize) };
       const phase = phaseAt(globalStep);
-      const batch = makeBatch(data, order.batches[step]!);
-      let loss: LossParts;
-      try {
-        loss = trainer.step(batch.x, batch.y, phase, lrAt(globalStep));
-      } finally {
-        tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
-      }
+      const loss = await trainer.step(order.batches[step]!, phase, lrAt(globalStep));
       globalStep++;
       accumulate(sums, phase, loss);
       if (step + 1 === stepsPerEpoch || globalStep === totalSteps) {
@@ -178,16 +188,17 @@ export async function distill(
       options.onProgress?.({ phase, epoch, epochs, step: step + 1, stepsPerEpoch, globalStep, totalSteps, loss });
       if (options.onProgress) await new Promise((r) => setImmediate(r));
       if (ckpt && saveDue(globalStep)) {
-        await ckpt.save(await captureDistillState(trainer, student, { run, position: positionOf(globalStep), history, epochSums: sums }));
+        await ckpt.save(await trainer.capture({ run, position: positionOf(globalStep), history, epochSums: sums }));
         saveDue.saved();
       }
     }
+    workerTensors = await trainer.finish();
     const recalibrate = options.recalibrateBatches ?? DISTILL_RUN_DEFAULTS.recalibrateBatches;
     if (recalibrate > 0) recalibrateBatchNorm(student, data, { batches: recalibrate, batchSize, seed });
   } finally {
-    trainer.dispose();
+    await trainer.dispose();
   }
-  return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history };
+  return { pairs: trainer.pairs, schedule, steps: globalStep, seconds: (performance.now() - started) / 1000, history, ...(workerTensors ? { workerTensors } : {}) };
 }
 
 export interface DistillFineTunerOptions extends Omit<DistillOptions, 'maxSteps' | 'checkpoint'> {

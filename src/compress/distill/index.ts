@@ -30,6 +30,7 @@ export {
   kdLoss,
   crossEntropyLoss,
   noisyTeacherLogits,
+  noisyTeacherFactors,
   matchSpatial,
   pickRows,
   weightedLoss,
@@ -40,6 +41,8 @@ export {
 } from './losses.js';
 export {
   createDistillTrainer,
+  createNoiseRng,
+  hintPairs,
   DISTILL_DEFAULTS,
   type DistillPhase,
   type DistillTrainer,
@@ -49,3 +52,4 @@ export {
 export { captureDistillState, restoreDistillState, checkResumable, type DistillState, type DistillRunKey, type AdamSlots, type TensorData } from './state.js';
 export { encodeDistillState, decodeDistillState, type EncodedDistillState, type DistillStateMeta } from './state-codec.js';
 export { recalibrateBatchNorm, type RecalibrateOptions } from './recalibrate.js';
+export { createDistillWorkers, type DistillWorkers, type DistillWorkersOptions, type ParallelRun } from './parallel.js';

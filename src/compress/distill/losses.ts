@@ -76,13 +76,24 @@ export interface NoisyTeacherOptions {
  */
 export function noisyTeacherLogits(logits: tf.Tensor2D, options: NoisyTeacherOptions): tf.Tensor2D {
   const [n, k] = logits.shape;
+  const factor = noisyTeacherFactors(n, k, options);
+  if (!factor) return logits;
+  return tf.tidy(() => tf.mul(logits, tf.tensor2d(factor, [n, k])));
+}
+
+/**
+ * The multipliers (1 + σ·ε) of noisyTeacherLogits for an n×k batch, row-major, or null when the
+ * noise is off. Drawn once per batch, they can be sliced by rows for data-parallel shards, so the
+ * noise does not depend on how the batch is split.
+ */
+export function noisyTeacherFactors(n: number, k: number, options: NoisyTeacherOptions): Float32Array | null {
   const rows = Math.round(Math.min(1, Math.max(0, options.fraction)) * n);
-  if (options.sigma === 0 || rows === 0) return logits;
+  if (options.sigma === 0 || rows === 0) return null;
   const factor = new Float32Array(n * k).fill(1);
   for (const r of pickRows(n, rows, options.rng)) {
     for (let j = 0; j < k; j++) factor[r * k + j] = 1 + options.sigma * normal(options.rng);
   }
-  return tf.tidy(() => tf.mul(logits, tf.tensor2d(factor, [n, k])));
+  return factor;
 }
 
 /** Chooses `count` distinct row indices out of n (partial Fisher–Yates), ascending. */

@@ -75,11 +75,22 @@ export interface DistillTrainer {
    * `learningRate` overrides the configured rate for this step (a schedule); Adam's moments are kept.
    */
   step(x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, learningRate?: number): LossParts;
+  /** The variables a phase trains, in the order of computeGrads' gradients. */
+  phaseVars(phase: DistillPhase): tf.Variable[];
+  /**
+   * The data-parallel half of `step`: forward and backward on a shard, no update. `noise`: the
+   * shard's rows of the batch's noisy-teacher factors (noisyTeacherFactors), or null for none; the
+   * rng is not used. Gradients are in phaseVars order and belong to the caller.
+   */
+  computeGrads(x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, noise: Float32Array | null): { parts: LossParts; grads: tf.Tensor[] };
+  /** The other half: one Adam update of the phase's variables with (averaged) gradients. */
+  applyGrads(phase: DistillPhase, grads: tf.Tensor[], learningRate?: number): void;
   /** Frees the adapters and the optimizer state (the models stay owned by the caller). */
   dispose(): void;
 }
 
-function resolvePairs(teacher: tf.LayersModel | null, student: tf.LayersModel, hints: DistillTrainerOptions['hints']): HintPair[] {
+/** The hint levels a trainer for this teacher, student and `hints` option would use. */
+export function hintPairs(teacher: tf.LayersModel | null, student: tf.LayersModel, hints: DistillTrainerOptions['hints']): HintPair[] {
   if (!teacher || hints === 'none') return [];
   if (Array.isArray(hints)) {
     return hints.map((h) => ({ teacher: stageEndOf(teacher, h.teacher), student: stageEndOf(student, h.student) }));
@@ -97,7 +108,7 @@ export function createDistillTrainer(
   options: DistillTrainerOptions = {},
 ): DistillTrainer {
   const o = { ...DISTILL_DEFAULTS, ...stripUndefined(options) };
-  const pairs = resolvePairs(teacher, student, options.hints ?? 'auto');
+  const pairs = hintPairs(teacher, student, options.hints ?? 'auto');
   const hintWeights = Array.isArray(options.hintWeights)
     ? options.hintWeights
     : pairs.map(() => (typeof options.hintWeights === 'number' ? options.hintWeights : DISTILL_DEFAULTS.hintWeight));
@@ -108,7 +119,7 @@ export function createDistillTrainer(
   const t = teacher ? featureModel(teacher, pairs.map((p) => p.teacher.layerName)) : null;
   const s = featureModel(student, pairs.map((p) => p.student.layerName));
   const optimizers: Partial<Record<DistillPhase, tf.Optimizer>> = {};
-  const noiseRng = createRng(o.seed ^ 0x9e3779b9);
+  const noiseRng = createNoiseRng(o.seed);
   const optimizerFor = (phase: DistillPhase): tf.Optimizer => (optimizers[phase] ??= tf.train.adam(o.learningRate));
 
   const adapterVars = adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
@@ -123,41 +134,46 @@ export function createDistillTrainer(
     ...adapterVars,
   ];
 
-  const step = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, learningRate?: number): LossParts => {
+  const phaseVars = (phase: DistillPhase): tf.Variable[] => {
     const usesHints = phase !== 'logits' && pairs.length > 0;
     const usesLogits = phase !== 'hints' || pairs.length === 0;
-    // Teacher forward: frozen (inference mode), outside the gradient tape.
-    const teacherOut = t
+    return !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
+  };
+
+  /** Teacher forward: frozen (inference mode), outside the gradient tape. `noise` given: these factors, not the rng's. */
+  const teacherForward = (x: tf.Tensor4D, noise?: Float32Array | null): tf.Tensor[] | null =>
+    t
       ? tf.tidy(() => {
           const outs = asArray(t.model.apply(x, { training: false }));
           const clean = toLogits(outs[outs.length - 1]!, t.fromProbabilities);
-          const logits = noisyTeacherLogits(clean, { sigma: o.noiseSigma, fraction: o.noiseFraction, rng: noiseRng });
+          const logits = noise === undefined
+            ? noisyTeacherLogits(clean, { sigma: o.noiseSigma, fraction: o.noiseFraction, rng: noiseRng })
+            : noise === null ? clean : tf.mul(clean, tf.tensor2d(noise, clean.shape));
           return [...outs.slice(0, -1), logits];
         })
       : null;
-    let kept: { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null; prox: tf.Scalar | null } = { hints: [], kd: null, ce: null, prox: null };
-    const varList = !usesLogits ? hintVars : usesHints ? [...studentVars, ...adapterVars] : studentVars;
-    const optimizer = optimizerFor(phase);
-    // tfjs's Adam reads its (protected) learningRate field on every update and has no setter.
-    if (learningRate !== undefined) (optimizer as unknown as { learningRate: number }).learningRate = learningRate;
-    const total = optimizer.minimize(
-      () => {
-        const outs = asArray(s.model.apply(x, { training: true }));
-        const sLogits = toLogits(outs[outs.length - 1]!, s.fromProbabilities);
-        const hints = usesHints && teacherOut
-          ? pairs.map((_, i) => hintLoss(adapters[i]!.apply(outs[i] as tf.Tensor4D), teacherOut[i] as tf.Tensor4D))
-          : [];
-        const kd = usesLogits && teacherOut && o.kdWeight > 0 ? kdLoss(sLogits, teacherOut[teacherOut.length - 1] as tf.Tensor2D, o.temperature) : null;
-        const ce = usesLogits && labels && (o.ceWeight > 0 || !teacherOut) ? crossEntropyLoss(sLogits, labels) : null;
-        if (!hints.length && !kd && !ce) throw new EdgektError('EDGEKT_ERR_USAGE', `phase ${phase} has no loss term (no teacher and no labels?)`);
-        const prox = anchors.size > 0 ? proximalLoss(varList, anchors, mu) : null;
-        kept = { hints: hints.map((h) => tf.keep(h)), kd: kd && tf.keep(kd), ce: ce && tf.keep(ce), prox: prox && tf.keep(prox) };
-        const loss = weightedLoss(kept, { hints: hintWeights, kd: o.kdWeight, ce: teacherOut ? o.ceWeight : 1 });
-        return prox ? tf.add(loss, prox) : loss;
-      },
-      true,
-      varList,
-    )!;
+
+  type Kept = { hints: tf.Scalar[]; kd: tf.Scalar | null; ce: tf.Scalar | null; prox: tf.Scalar | null };
+  /** The step's objective, for minimize or variableGrads; each term is kept in `kept` to be read back. */
+  const objective = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, teacherOut: tf.Tensor[] | null, varList: tf.Variable[], kept: Kept) => (): tf.Scalar => {
+    const usesHints = phase !== 'logits' && pairs.length > 0;
+    const usesLogits = phase !== 'hints' || pairs.length === 0;
+    const outs = asArray(s.model.apply(x, { training: true }));
+    const sLogits = toLogits(outs[outs.length - 1]!, s.fromProbabilities);
+    const hints = usesHints && teacherOut
+      ? pairs.map((_, i) => hintLoss(adapters[i]!.apply(outs[i] as tf.Tensor4D), teacherOut[i] as tf.Tensor4D))
+      : [];
+    const kd = usesLogits && teacherOut && o.kdWeight > 0 ? kdLoss(sLogits, teacherOut[teacherOut.length - 1] as tf.Tensor2D, o.temperature) : null;
+    const ce = usesLogits && labels && (o.ceWeight > 0 || !teacherOut) ? crossEntropyLoss(sLogits, labels) : null;
+    if (!hints.length && !kd && !ce) throw new EdgektError('EDGEKT_ERR_USAGE', `phase ${phase} has no loss term (no teacher and no labels?)`);
+    const prox = anchors.size > 0 ? proximalLoss(varList, anchors, mu) : null;
+    Object.assign(kept, { hints: hints.map((h) => tf.keep(h)), kd: kd && tf.keep(kd), ce: ce && tf.keep(ce), prox: prox && tf.keep(prox) });
+    const loss = weightedLoss(kept, { hints: hintWeights, kd: o.kdWeight, ce: teacherOut ? o.ceWeight : 1 });
+    return prox ? tf.add(loss, prox) : loss;
+  };
+
+  /** Reads the terms back as numbers and frees them (and the teacher outputs). */
+  const readParts = (total: tf.Scalar, kept: Kept, teacherOut: tf.Tensor[] | null): LossParts => {
     const all = [total, ...kept.hints, ...(kept.kd ? [kept.kd] : []), ...(kept.ce ? [kept.ce] : []), ...(kept.prox ? [kept.prox] : [])];
     const values = tf.tidy(() => tf.stack(all).dataSync());
     tf.dispose([...all, ...(teacherOut ?? [])]);
@@ -171,6 +187,35 @@ export function createDistillTrainer(
     };
   };
 
+  const withRate = (phase: DistillPhase, learningRate?: number): tf.Optimizer => {
+    const optimizer = optimizerFor(phase);
+    // tfjs's Adam reads its (protected) learningRate field on every update and has no setter.
+    if (learningRate !== undefined) (optimizer as unknown as { learningRate: number }).learningRate = learningRate;
+    return optimizer;
+  };
+
+  const step = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, learningRate?: number): LossParts => {
+    const teacherOut = teacherForward(x);
+    const kept: Kept = { hints: [], kd: null, ce: null, prox: null };
+    const varList = phaseVars(phase);
+    const total = withRate(phase, learningRate).minimize(objective(x, labels, phase, teacherOut, varList, kept), true, varList)!;
+    return readParts(total, kept, teacherOut);
+  };
+
+  const computeGrads = (x: tf.Tensor4D, labels: tf.Tensor1D | null, phase: DistillPhase, noise: Float32Array | null): { parts: LossParts; grads: tf.Tensor[] } => {
+    const teacherOut = teacherForward(x, noise);
+    const kept: Kept = { hints: [], kd: null, ce: null, prox: null };
+    const varList = phaseVars(phase);
+    const { value, grads } = tf.variableGrads(objective(x, labels, phase, teacherOut, varList, kept), varList);
+    return { parts: readParts(value, kept, teacherOut), grads: varList.map((v) => grads[v.name]!) };
+  };
+
+  const applyGrads = (phase: DistillPhase, grads: tf.Tensor[], learningRate?: number): void => {
+    const varList = phaseVars(phase);
+    if (grads.length !== varList.length) throw new EdgektError('EDGEKT_ERR_INTERNAL', `${grads.length} gradients for ${varList.length} variables`);
+    withRate(phase, learningRate).applyGradients(varList.map((v, i) => ({ name: v.name, tensor: grads[i]! })));
+  };
+
   return {
     pairs,
     adapters,
@@ -178,6 +223,9 @@ export function createDistillTrainer(
     optimizerFor,
     noiseRng,
     step,
+    phaseVars,
+    computeGrads,
+    applyGrads,
     dispose: () => {
       adapters.forEach((a) => a.dispose());
       Object.values(optimizers).forEach((opt) => opt?.dispose());
@@ -185,6 +233,11 @@ export function createDistillTrainer(
       anchors.clear();
     },
   };
+}
+
+/** The noisy teacher's random stream for a seed (the trainer's, or a data-parallel run's main thread). */
+export function createNoiseRng(seed: number): SeededRng {
+  return createRng(seed ^ 0x9e3779b9);
 }
 
 /** μ/2 · Σ‖v − anchor(v)‖² over the variables being trained that have an anchor. */

@@ -84,7 +84,7 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
     const stages = deps.stages ?? defaultStages({
       lighten: { widthMultiplier: spec.width, seed: spec.seed, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) },
       distillEpochs: spec.distillEpochs, finalEpochs: spec.finalEpochs, schedule: spec.schedule, distill: { temperature: spec.temperature },
-      briefSamples: spec.briefSamples, batchSize: spec.batchSize, seed: spec.seed,
+      briefSamples: spec.briefSamples, batchSize: spec.batchSize, seed: spec.seed, workers: spec.workers ?? profile.runtime.threads,
       ...(deps.signal ? { signal: deps.signal } : {}),
       onProgress: (progress) => emit({ type: 'progress', progress }),
     });

@@ -3,7 +3,8 @@ import { shuffledIndices, subset } from '../../data/index.js';
 import type { ImageSet } from '../../data/types.js';
 import { evaluateAccuracy, graphFromModel } from '../../model/index.js';
 import type { FineTuner } from '../budget.js';
-import { distill, type DistillOptions, type DistillSchedule } from '../distill/index.js';
+import { EdgektError } from '../../core/errors.js';
+import { createDistillWorkers, distill, type DistillOptions, type DistillSchedule, type DistillWorkers } from '../distill/index.js';
 import { lighten, type LightenOptions } from '../lighten/index.js';
 import type { PipelineStages, StageProgress } from '../pipeline.js';
 import { foldBatchNorm } from './fold-bn.js';
@@ -31,6 +32,11 @@ export interface DefaultStageOptions {
   /** Fold BN into convs (and fuse ReLU) in the written student. Default true. */
   fold?: boolean;
   onProgress?: (p: StageProgress) => void;
+  /**
+   * Data-parallel workers for distillation and every fine-tune (default 1: one thread). One pool
+   * holding the teacher serves the whole run; student replicas are rebuilt only after surgery.
+   */
+  workers?: number;
   /** Stops distillation and fine-tunes between training steps (EDGEKT_ERR_ABORTED). */
   signal?: AbortSignal;
 }
@@ -49,6 +55,16 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
   const seed = o.seed ?? 0;
   const batchSize = o.batchSize ?? 64;
   const hints = o.hints ?? 'auto';
+  const workers = o.workers ?? 1;
+  let pool: Promise<DistillWorkers> | null = null;
+  // One pool for the run's one teacher, started on first use; `release` stops it.
+  const parallel = async (teacher: tf.LayersModel): Promise<{ pool?: DistillWorkers }> => {
+    if (workers <= 1) return {};
+    pool ??= createDistillWorkers(teacher, { workers });
+    const p = await pool;
+    if (p.teacher !== teacher) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'default stages serve one teacher per run');
+    return { pool: p };
+  };
   return {
     lighten: async (teacher) => (await lighten(teacher, { seed, ...o.lighten })).student,
     distill: async (teacher, student, train, onProgress, checkpoint) => {
@@ -61,6 +77,7 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
         batchSize,
         seed,
         hints,
+        ...(await parallel(teacher)),
         ...(o.signal ? { signal: o.signal } : {}),
         onProgress: (p) => onProgress({ stage: 'distill', done: p.globalStep, total: p.totalSteps, detail: `${p.phase} loss ${p.loss.total.toFixed(4)}` }),
       });
@@ -78,6 +95,7 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
         epochs: brief ? 1 : o.finalEpochs ?? 2,
         batchSize,
         seed: seed + req.iteration,
+        ...(await parallel(teacher)),
         ...(o.signal ? { signal: o.signal } : {}),
         onProgress: o.onProgress
           ? (p) => o.onProgress!({ stage, done: p.globalStep, total: p.totalSteps, detail: `loss ${p.loss.total.toFixed(4)}` })
@@ -87,5 +105,10 @@ export function defaultStages(o: DefaultStageOptions = {}): PipelineStages {
     evaluate: (model, set) => (set.y ? evaluateAccuracy(model, set) : null),
     macs: (model) => graphFromModel(model).totalMacs,
     deploy: o.fold === false ? undefined : foldBatchNorm,
+    release: async () => {
+      const p = pool;
+      pool = null;
+      if (p) await (await p).dispose();
+    },
   };
 }

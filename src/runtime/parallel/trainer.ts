@@ -1,8 +1,10 @@
-import type { Worker } from 'node:worker_threads';
 import { EdgektError } from '../../core/errors.js';
 import type { BackendChoice } from '../backend.js';
 import type { FromWorker, LossName, OptimizerSpec, ToWorker, TrainableSlot, WeightData } from './protocol.js';
+import { createChannel, shardSizes } from './channel.js';
 import { spawnTrainingWorker } from './spawn.js';
+
+export { shardSizes };
 
 export interface DataParallelTrainerOptions {
   /** Worker threads, one tfjs engine each; use as many as the device has cores. */
@@ -56,67 +58,10 @@ export interface StepTimings {
   totalMs: number;
 }
 
-interface Pending {
-  resolve: (m: FromWorker) => void;
-  reject: (e: Error) => void;
-}
-
-/** Request/response over one worker: it answers every message once and in order. */
-function createChannel(worker: Worker, index: number) {
-  const pending: Pending[] = [];
-  let dead: Error | undefined;
-  worker.unref();
-  const failAll = (e: Error) => {
-    dead ??= e;
-    for (const p of pending.splice(0)) p.reject(e);
-  };
-  worker.on('message', (m: FromWorker) => {
-    const p = pending.shift();
-    if (pending.length === 0) worker.unref();
-    if (!p) return;
-    if (m.type === 'error') p.reject(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index}: ${m.message}`, { workerCode: m.code }));
-    else p.resolve(m);
-  });
-  worker.on('error', (e) => failAll(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index} crashed: ${e.message}`, {}, { cause: e })));
-  worker.on('exit', (code) => failAll(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index} exited (code ${code})`)));
-  return {
-    worker,
-    call<T extends FromWorker['type']>(msg: ToWorker, expect: T, transfer: ArrayBuffer[] = [], timeoutMs?: number): Promise<Extract<FromWorker, { type: T }>> {
-      if (dead) return Promise.reject(dead);
-      let timer: NodeJS.Timeout | undefined;
-      return new Promise<FromWorker>((resolve, reject) => {
-        // Keep the process alive only while a reply is awaited, so a forgotten dispose cannot hang it.
-        if (pending.length === 0) worker.ref();
-        pending.push({ resolve, reject });
-        worker.postMessage(msg, transfer);
-        if (timeoutMs !== undefined) {
-          // A worker that does not answer is in an unknown state: fail everything and stop it.
-          timer = setTimeout(() => {
-            failAll(new EdgektError('EDGEKT_ERR_WORKER', `worker ${index}: no reply to ${msg.type} within ${timeoutMs} ms`));
-            void worker.terminate();
-          }, timeoutMs);
-        }
-      }).finally(() => clearTimeout(timer)).then((m) => {
-        if (m.type !== expect) throw new EdgektError('EDGEKT_ERR_WORKER', `worker ${index}: expected ${expect}, got ${m.type}`);
-        return m as Extract<FromWorker, { type: T }>;
-      });
-    },
-    kill(): Promise<number> {
-      failAll(new EdgektError('EDGEKT_ERR_WORKER', 'trainer disposed'));
-      return worker.terminate();
-    },
-  };
-}
-type Channel = ReturnType<typeof createChannel>;
+type Channel = ReturnType<typeof createChannel<ToWorker, FromWorker>>;
 
 function product(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-/** Shard sizes: as equal as possible, never empty; fewer shards than workers for tiny batches. */
-export function shardSizes(n: number, workers: number): number[] {
-  const k = Math.max(1, Math.min(workers, n));
-  return Array.from({ length: k }, (_, i) => Math.floor(n / k) + (i < n % k ? 1 : 0));
 }
 
 function checkBatch(b: ParallelBatch): number {
@@ -143,7 +88,7 @@ export async function createDataParallelTrainer(opts: DataParallelTrainerOptions
   }
   const modelJson = typeof opts.modelJson === 'string' ? (JSON.parse(opts.modelJson) as object) : opts.modelJson;
   const channels: Channel[] = [];
-  for (let i = 0; i < opts.workers; i++) channels.push(createChannel(spawnTrainingWorker(), i));
+  for (let i = 0; i < opts.workers; i++) channels.push(createChannel<ToWorker, FromWorker>(spawnTrainingWorker(), i));
   let slots: TrainableSlot[];
   let grads: Float32Array[];
   let avg: Float32Array;

@@ -9,6 +9,7 @@ import { initBackend } from '../backend.js';
 import { isEdgektError } from '../../core/errors.js';
 import { threadCpuMs } from './cpu-time.js';
 import { computeLoss, createOptimizer } from './losses.js';
+import { modelFromData } from './model-data.js';
 import type { FromWorker, LossName, ToWorker, TrainableSlot, WeightData } from './protocol.js';
 
 interface State {
@@ -41,11 +42,7 @@ async function init(msg: Extract<ToWorker, { type: 'init' }>): Promise<void> {
   // on the main thread. PROD only gates tfjs logging and its DEBUG checks.
   tf.env().set('PROD', true);
   const info = await initBackend(msg.backend);
-  const json = msg.modelJson as { modelTopology?: unknown };
-  // Accept the bare topology (model.toJSON) or a whole model.json with a modelTopology field.
-  const topology = (json.modelTopology ?? json) as tf.io.ModelJSON['modelTopology'];
-  const model = await tf.models.modelFromJSON({ modelTopology: topology });
-  tf.tidy(() => model.setWeights(msg.weights.map((w) => tf.tensor(w.data, w.shape, 'float32'))));
+  const model = await modelFromData(msg);
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   let offset = 0;
   const layout = (ws: tf.LayerVariable[]): TrainableSlot[] =>

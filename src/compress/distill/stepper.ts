@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs';
+import { EdgektError } from '../../core/errors.js';
+import { makeBatch } from '../../data/batches.js';
+import type { ImageSet } from '../../data/types.js';
+import type { DistillOptions } from './distiller.js';
+import type { HintPair } from './hint-points.js';
+import type { LossParts } from './losses.js';
+import { createDistillWorkers, type ParallelRun } from './parallel.js';
+import type { DistillFrame } from './parallel-protocol.js';
+import { captureDistillState, restoreDistillState, type DistillState } from './state.js';
+import { createDistillTrainer, hintPairs, type DistillPhase, type DistillTrainerOptions } from './trainer.js';
+
+/** What distill's loop drives: one thread's DistillTrainer, or the same step data-parallel over workers. */
+export interface Stepper {
+  readonly pairs: HintPair[];
+  step(indices: Int32Array, phase: DistillPhase, learningRate: number): Promise<LossParts>;
+  capture(frame: DistillFrame): Promise<DistillState>;
+  restore(state: DistillState): Promise<void>;
+  /** The trained weights are in the student after this; returns the workers' live tensor counts (data-parallel only). */
+  finish(): Promise<number[] | undefined>;
+  dispose(): Promise<void>;
+}
+
+/** W = 1: the DistillTrainer on this thread, as before; W > 1: the same step over a worker pool. */
+export async function createStepper(teacher: tf.LayersModel | null, student: tf.LayersModel, data: ImageSet, options: DistillOptions, seed: number): Promise<Stepper> {
+  const workers = options.pool?.workers ?? options.workers ?? 1;
+  if (!(Number.isInteger(workers) && workers >= 1)) throw new EdgektError('EDGEKT_ERR_USAGE', `workers must be an integer >= 1, got ${workers}`);
+  if (workers === 1) {
+    const trainer = createDistillTrainer(teacher, student, { ...options, seed });
+    return {
+      pairs: trainer.pairs,
+      step: async (indices, phase, lr) => {
+        const batch = makeBatch(data, indices);
+        try {
+          return trainer.step(batch.x, batch.y, phase, lr);
+        } finally {
+          tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
+        }
+      },
+      capture: (frame) => captureDistillState(trainer, student, frame),
+      restore: (state) => restoreDistillState(trainer, student, state),
+      finish: async () => undefined,
+      dispose: async () => trainer.dispose(),
+    };
+  }
+  if (options.pool && options.pool.teacher !== teacher) throw new EdgektError('EDGEKT_ERR_USAGE', 'the worker pool was made for another teacher');
+  const pool = options.pool ?? (await createDistillWorkers(teacher, { workers, ...(options.backend ? { backend: options.backend } : {}) }));
+  const trainerOptions = { ...trainerOptionsOf(options), seed };
+  let run: ParallelRun;
+  try {
+    run = await pool.begin(student, trainerOptions);
+  } catch (e) {
+    if (!options.pool) await pool.dispose();
+    throw e;
+  }
+  let ended = false;
+  const end = async () => {
+    if (ended) return;
+    ended = true;
+    await run.end(student);
+  };
+  return {
+    pairs: hintPairs(teacher, student, options.hints ?? 'auto'),
+    step: (indices, phase, lr) => run.step(data, indices, phase, lr),
+    capture: (frame) => run.capture(frame),
+    restore: (state) => run.restore(state),
+    finish: async () => {
+      await end();
+      return run.workerTensorCounts();
+    },
+    dispose: async () => {
+      try {
+        await end(); // after an abort the student keeps the weights trained so far, as on one thread
+      } finally {
+        if (!options.pool) await pool.dispose();
+      }
+    },
+  };
+}
+
+/** The trainer's own options out of a run's: plain data, so they can cross into workers. */
+function trainerOptionsOf(o: DistillOptions): DistillTrainerOptions {
+  const keys = ['hints', 'temperature', 'kdWeight', 'ceWeight', 'hintWeights', 'noiseSigma', 'noiseFraction', 'learningRate', 'seed', 'proximal'] as const;
+  return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as DistillTrainerOptions;
+}
