@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { createSqliteCoordinatorStore } from '../src/store/coordinator/sqlite.js';
-import { coordinatorStoreContract, fakeClock, status } from './contracts/coordinator-store.contract.js';
+import { coordinatorStoreContract, fakeClock, SHA, status } from './contracts/coordinator-store.contract.js';
 
 function tempFile(): { file: string; remove: () => void } {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-cstore-'));
@@ -59,6 +59,38 @@ describe('sqlite coordinator store file', () => {
       await expect(store.getDevice('a')).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_DATA' });
       await expect(store.getDevice('b')).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_DATA' });
       await store.close();
+    } finally {
+      remove();
+    }
+  });
+});
+
+describe('sqlite coordinator store: single statements batched into one transaction', () => {
+  it('keeps each statement its own outcome (one conflict rejects alone), commits the rest, and keeps call order around transactions', async () => {
+    const { file, remove } = tempFile();
+    try {
+      const store = await createSqliteCoordinatorStore(file, { clock: fakeClock() });
+      await store.upsertDevices([status('d1'), status('d2')]);
+      const art = (n: number, version: number) => ({ sha256: SHA(n), kind: 'student', name: 'batch', version, size: 1, location: `l${n}`, manifest: {} });
+      // Issued in one turn: they queue up behind each other and run as one batch.
+      const outcomes = await Promise.allSettled([
+        store.putArtifact(art(1, 1)),
+        store.putArtifact(art(2, 1)), // same name + version as the first: a unique violation
+        store.putArtifact(art(3, 2)),
+        store.recordTelemetry('d1', { cpuLoadPercent: 1 }, 10),
+        store.markOffline('d2', Date.now() + 1),
+      ]);
+      expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'fulfilled']);
+      expect((outcomes[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'EDGEKT_ERR_STORE_CONFLICT' });
+      expect(outcomes.slice(3).map((o) => (o as PromiseFulfilledResult<unknown>).value)).toEqual([true, true]);
+      // A statement issued after a transaction sees what the transaction wrote.
+      const [, afterUpsert] = await Promise.all([store.upsertDevices([status('d3')]), store.getDevice('d3')]);
+      expect(afterUpsert?.id).toBe('d3');
+      await store.close();
+      const raw = new Database(file, { readonly: true });
+      expect(raw.prepare('SELECT sha256 FROM artifacts ORDER BY sha256').all()).toEqual([{ sha256: SHA(1) }, { sha256: SHA(3) }]);
+      expect(raw.prepare('SELECT online, telemetry_at FROM devices WHERE id IN (?, ?) ORDER BY id').all('d1', 'd2')).toEqual([{ online: 1, telemetry_at: 10 }, { online: 0, telemetry_at: null }]);
+      raw.close();
     } finally {
       remove();
     }

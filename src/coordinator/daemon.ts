@@ -35,6 +35,9 @@ export interface Coordinator {
   tick(): Promise<void>;
 }
 
+/** Device messages (status, telemetry, updates) handled at once before the client stops reading. */
+const MAX_IN_HAND = 512;
+
 const FINAL = new Set(['succeeded', 'failed', 'rejected', 'canceled', 'timed_out']);
 
 /**
@@ -116,9 +119,20 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         log.info({ broker: c.broker.url }, 'coordinator connected');
       });
       cl.on('error', (e) => log.warn({ err: e.message }, 'mqtt error'));
+      // Backpressure: with MAX_IN_HAND device messages being handled, mqtt.js reads no further packet
+      // (its handleMessage callback waits) and the broker holds the rest, instead of this process.
+      let inHand = 0;
+      const waiting: Array<() => void> = [];
+      cl.handleMessage = (_packet, callback) => {
+        if (inHand < MAX_IN_HAND) callback();
+        else waiting.push(() => callback());
+      };
       cl.on('message', (topic, payload) => {
         if (topic.endsWith('/status') || topic.endsWith('/telemetry') || topic.endsWith('/update')) {
+          inHand++;
           void reports.handle(topic, payload).then(() => {
+            inHand--;
+            if (inHand < MAX_IN_HAND) waiting.shift()?.();
             if (topic.endsWith('/update')) tickSoon();
           });
         }

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
@@ -8,7 +8,7 @@ import { JobUpdateMessageSchema, StatusMessageSchema, TelemetryMessageSchema } f
 import type { Clock } from '../core/clock.js';
 import { toEdgektError } from '../core/errors.js';
 import type { CoordinatorStore } from '../store/coordinator/index.js';
-import { createFileBlockSink, createMemoryBlockLedger, pullFile } from '../transport/blocks/index.js';
+import { createFileBlockSink, createMemoryBlockLedger, createMemoryBlockSink, pullFile, type BlockSink } from '../transport/blocks/index.js';
 import { verifyEnvelope } from '../transport/signing.js';
 import { parseDeviceTopic, topics } from '../transport/topics.js';
 import { TIMED_OUT_SEQ } from './rollout-driver.js';
@@ -17,6 +17,25 @@ import { TIMED_OUT_SEQ } from './rollout-driver.js';
 const ResultSchema = z.object({ met: z.boolean(), report: z.record(z.string(), z.json()), student: z.unknown() });
 
 const PULLS_AT_ONCE = 64;
+
+/**
+ * Student files up to this size are pulled into memory and written once (one open, write, fdatasync,
+ * rename) instead of through a file sink (stat, open, ftruncate, an fdatasync per block, a re-read
+ * to hash). A pull that dies is simply repeated, so its blocks need not be durable one by one.
+ */
+const IN_MEMORY_PULL_BYTES = 16 * 2 ** 20;
+
+/** Writes bytes to `file` durably (fdatasync before close). */
+async function writeDurably(file: string, bytes: Uint8Array): Promise<void> {
+  const fh = await open(file, 'w', 0o600);
+  try {
+    let done = 0;
+    while (done < bytes.byteLength) done += (await fh.write(bytes, done, bytes.byteLength - done, done)).bytesWritten;
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
 
 export interface ReportHandlerOptions {
   coordinatorId: string;
@@ -50,6 +69,7 @@ export function createReportHandler(o: ReportHandlerOptions) {
   const pulling = new Set<string>();
   const queued: Array<() => void> = [];
   let active = 0;
+  let artifactsDirReady: Promise<unknown> | null = null;
 
   async function deviceKey(deviceId: string): Promise<KeyObject | null> {
     const cached = keys.get(deviceId);
@@ -85,8 +105,16 @@ export function createReportHandler(o: ReportHandlerOptions) {
   }
 
   async function pullStudent(deviceId: string, jobId: string, envelope: unknown, report: Record<string, unknown>): Promise<void> {
-    if (pulling.has(jobId) || (await o.store.getResult(jobId))) return;
+    if (pulling.has(jobId)) return;
     pulling.add(jobId);
+    const known = await o.store.getResult(jobId).catch((e: unknown) => {
+      o.logger.warn({ jobId, err: e instanceof Error ? e.message : String(e) }, 'could not look the result up; no pull');
+      return true;
+    });
+    if (known) {
+      pulling.delete(jobId);
+      return;
+    }
     // Every pull listens to the client's messages: at most PULLS_AT_ONCE of them, or each block
     // reply would be offered to thousands of listeners when a large fleet reports at once.
     while (active >= PULLS_AT_ONCE) await new Promise<void>((r) => queued.push(r));
@@ -96,22 +124,28 @@ export function createReportHandler(o: ReportHandlerOptions) {
       if (!key) throw new Error(`no pinned key for ${deviceId}`);
       const m = verifyEnvelope(envelope, { trustedKeys: [key], now: o.clock.now() });
       if (m.kind !== 'student' || m.name !== `${deviceId}.${jobId}`) throw new Error(`student manifest names ${m.kind} ${m.name}`);
-      await mkdir(o.artifactsDir, { recursive: true });
+      artifactsDirReady ??= mkdir(o.artifactsDir, { recursive: true }).catch((e: unknown) => {
+        artifactsDirReady = null; // try again on the next pull
+        throw e;
+      });
+      await artifactsDirReady;
       for (const f of m.files) {
         const dest = path.join(o.artifactsDir, f.sha256);
         const tmp = `${dest}.${o.coordinatorId}.part`;
-        const sink = await createFileBlockSink(tmp, f.size);
+        const inMemory = f.size <= IN_MEMORY_PULL_BYTES;
+        const sink: BlockSink & { close?: () => Promise<void>; bytes?: Uint8Array } = inMemory ? createMemoryBlockSink(f.size) : await createFileBlockSink(tmp, f.size);
         try {
           await pullFile({
           client: o.client, requestTopic: topics.serve(deviceId), responseTopicPrefix: topics.coordinatorBlocks(o.coordinatorId, jobId.replace(/[^A-Za-z0-9._:-]/g, '_').slice(0, 100)),
           file: { sha256: f.sha256, size: f.size, blockSize: f.blockSize, ...(f.blocks ? { blocks: f.blocks } : {}) }, ledger: createMemoryBlockLedger(), sink,
           });
+          if (sink.bytes) await writeDurably(tmp, sink.bytes); // verified by pullFile: only good bytes are written
         } catch (e) {
-          await sink.close();
+          await sink.close?.();
           await rm(tmp, { force: true }); // bytes that failed their hash are not kept
           throw e;
         }
-        await sink.close();
+        await sink.close?.();
         await rename(tmp, dest);
         await o.store.putArtifact({ sha256: f.sha256, kind: 'file', name: `${m.name}/${f.path}`, version: 1, size: f.size, location: dest, manifest: { path: f.path } });
       }
@@ -148,12 +182,17 @@ export function createReportHandler(o: ReportHandlerOptions) {
     o.onEvent?.({ type: 'job', deviceId, jobId, rolloutId: execution?.rolloutId ?? null, state: u.state, at: u.at, error: u.error ?? null });
     if ((u.state === 'succeeded' || u.state === 'failed') && u.result !== undefined) {
       const r = ResultSchema.safeParse(u.result);
-      if (r.success) await pullStudent(deviceId, jobId, r.data.student, { ...r.data.report, met: r.data.met });
+      // In the background (at most PULLS_AT_ONCE at once): the message is handled once its update is
+      // stored, so the daemon's bound on messages in hand never waits on a device's serve topic.
+      if (r.success) void pullStudent(deviceId, jobId, r.data.student, { ...r.data.report, met: r.data.met });
     }
   }
 
   return {
-    /** Routes one message; malformed ones are logged and dropped (errors as data, never a crash). */
+    /**
+     * Routes one message; malformed ones are logged and dropped (errors as data, never a crash).
+     * Resolves once the message's store writes are done; a student pull it starts goes on after.
+     */
     async handle(topic: string, payload: Buffer): Promise<void> {
       const t = parseDeviceTopic(topic);
       if (!t) return;

@@ -44,6 +44,9 @@ function targetFilter(r: Rollout): DeviceFilter | null {
   return null;
 }
 
+/** Job publishes of one dispatch in flight at once. */
+const SENDS_AT_ONCE = 256;
+
 let jobCounter = 0;
 const newJobId = (rolloutId: string, deviceId: string, now: number): string =>
   `${rolloutId}.${deviceId}.${now.toString(36)}${(jobCounter++ % 1296).toString(36).padStart(2, '0')}`.slice(0, 128);
@@ -65,7 +68,19 @@ export function createRolloutDriver(o: RolloutDriverOptions) {
     if (!teacher) throw new Error(`rollout ${r.id}: teacher ${r.spec.teacherSha256} is not published`);
     const now = o.clock.now();
     const created = await o.store.dispatchExecutions(lease, deviceIds.map((d) => ({ deviceId: d, jobId: newJobId(r.id, d, now) })));
-    for (const e of created) await send(r, e, teacher, now);
+    // Publishes overlap (up to SENDS_AT_ONCE awaiting their PUBACK): one at a time, a 10,000-device
+    // stage went out at the pace of one broker round trip each, behind every report being handled.
+    // A publish that fails leaves its execution `dispatched`; the redispatch below sends it again.
+    let next = 0;
+    const failures: unknown[] = [];
+    const worker = async (): Promise<void> => {
+      while (next < created.length) {
+        const e = created[next++]!;
+        await send(r, e, teacher, now).catch((err: unknown) => void failures.push(err));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SENDS_AT_ONCE, created.length) }, worker));
+    if (failures.length) throw failures[0];
   }
 
   async function send(r: Rollout, e: Execution, teacher: NonNullable<Awaited<ReturnType<ArtifactStore['getTeacher']>>>, now: number): Promise<void> {

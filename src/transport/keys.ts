@@ -23,10 +23,17 @@ export function rawPublicKey(publicKey: KeyObject): Buffer {
   return spki.subarray(spki.length - 32);
 }
 
+/** keyIdOf per KeyObject (KeyObjects are immutable): signing and verifying would otherwise re-export the key every time. */
+const keyIds = new WeakMap<KeyObject, string>();
+
 /** First 16 hex digits of sha256 over the raw public key: short, stable, independent of PEM formatting. */
 export function keyIdOf(key: KeyObject): string {
+  const cached = keyIds.get(key);
+  if (cached !== undefined) return cached;
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(rawPublicKey(pub)).digest('hex').slice(0, 16);
+  const id = createHash('sha256').update(rawPublicKey(pub)).digest('hex').slice(0, 16);
+  keyIds.set(key, id);
+  return id;
 }
 
 function raw32(text: string): Buffer | null {

@@ -52,6 +52,10 @@ export interface FleetBenchResult {
   duplicateJobDeliveries: number;
   coordinatorRssMB: number;
   coordinatorCpuPercent: number;
+  /** CPU of all simulator processes together over the rollout, percent of one core (2 cores = 200 %). */
+  simCpuPercent: number;
+  /** Mosquitto's CPU over the rollout, percent of one core. */
+  brokerCpuPercent: number;
   bytesPulled: number;
 }
 
@@ -168,6 +172,9 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         await sleep(1500);
         const sys0 = { ...sys };
         const u0 = procUsage(coordinator.pid!);
+        const cpuOf = (ps: ChildProcess[]): number => ps.reduce((a, p) => a + procUsage(p.pid!).cpuSeconds, 0);
+        const simCpu0 = cpuOf(sims.map((s) => s.proc));
+        const brokerCpu0 = cpuOf([mosq]);
         const t0 = performance.now();
         const rollout = IdSchema.parse(await api('POST', '/api/rollouts', { teacherSha256: teacher.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: o.devices }, job: { dataset: 'default' } }));
         // Results are read on from the last page's cursor: each poll costs the coordinator only the new rows.
@@ -187,6 +194,8 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         }
         const seconds = (performance.now() - t0) / 1000;
         const u1 = procUsage(coordinator.pid!);
+        const simCpu1 = cpuOf(sims.map((s) => s.proc));
+        const brokerCpu1 = cpuOf([mosq]);
         await sleep(1500);
         const distinct = await distinctDevices(api, rollout.id);
         for (const s of sims) s.proc.kill('SIGTERM');
@@ -196,7 +205,8 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
           devices: o.devices, artifactBytes, controlOnly, simProcesses: sims.length, connectSeconds: round(connectSeconds), seconds: round(seconds),
           messagesPerSecond: round((sys.received - sys0.received) / seconds), brokerMessagesReceived: sys.received - sys0.received, brokerMessagesSent: sys.sent - sys0.sent,
           results: distinct.results, lost: o.devices - distinct.devices, duplicated: distinct.results - distinct.devices, duplicateJobDeliveries: sum('duplicateJobs'),
-          coordinatorRssMB: round(u1.peakRssMB), coordinatorCpuPercent: round((100 * (u1.cpuSeconds - u0.cpuSeconds)) / seconds), bytesPulled: sum('bytesPulled'),
+          coordinatorRssMB: round(u1.peakRssMB), coordinatorCpuPercent: round((100 * (u1.cpuSeconds - u0.cpuSeconds)) / seconds),
+          simCpuPercent: round((100 * (simCpu1 - simCpu0)) / seconds), brokerCpuPercent: round((100 * (brokerCpu1 - brokerCpu0)) / seconds), bytesPulled: sum('bytesPulled'),
         };
         monitor.end(true);
         coordinator.kill('SIGTERM'); // a clean stop (and its --cpu-prof profile, if asked for)

@@ -10,9 +10,26 @@ function isConstraint(e: unknown): boolean {
     && (e.code === 'SQLITE_CONSTRAINT_UNIQUE' || e.code === 'SQLITE_CONSTRAINT_PRIMARYKEY');
 }
 
+/** Statements of one batch at most (a batch is one transaction). */
+const MAX_BATCH = 1000;
+
+interface Pending {
+  sql: string;
+  params: readonly SqlValue[];
+  resolve: (rows: SqlRow[]) => void;
+  reject: (e: unknown) => void;
+}
+
 /**
  * better-sqlite3 is synchronous, but the store's callers are async: without a queue, a statement of
  * one caller could run inside another caller's open transaction. Every call therefore waits its turn.
+ *
+ * Single statements (`query` outside `transaction`) that queue up while the database is busy, or
+ * arrive in the same event-loop turn, run as one batch inside one transaction: a fleet's job
+ * updates and telemetry cost one commit per batch instead of one each. Each statement keeps its
+ * own outcome: a failing statement (a constraint) is undone alone (SQLite's statement rollback)
+ * and rejects only its caller; results are handed out after COMMIT. A batch closes when it starts
+ * or when a transaction is queued after it, so calls still run in the order they were made.
  */
 function createSqliteDriver(db: Database.Database): SqlDriver {
   const cache = new Map<string, Database.Statement>();
@@ -34,6 +51,60 @@ function createSqliteDriver(db: Database.Database): SqlDriver {
     tail = next.catch(() => undefined);
     return next;
   };
+  /** Runs each statement on its own (autocommit), settling each caller. */
+  const runEach = (items: readonly Pending[]): void => {
+    for (const p of items) {
+      try {
+        p.resolve(run(p.sql, p.params));
+      } catch (e) {
+        p.reject(e);
+      }
+    }
+  };
+  const runBatch = (items: Pending[]): void => {
+    if (items.length === 1) return runEach(items);
+    try {
+      db.exec('BEGIN IMMEDIATE');
+    } catch (e) {
+      for (const p of items) p.reject(e);
+      return;
+    }
+    const done: Array<{ p: Pending; rows: SqlRow[] } | { p: Pending; error: unknown }> = [];
+    try {
+      for (const p of items) {
+        try {
+          done.push({ p, rows: run(p.sql, p.params) });
+        } catch (error) {
+          // Some errors (disk full, I/O) roll the whole transaction back: redo the rest one by one.
+          if (!db.inTransaction) throw Object.assign(new Error('batch rolled back'), { failed: p, error });
+          done.push({ p, error });
+        }
+      }
+      db.exec('COMMIT');
+    } catch (e) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      const failed = (e as { failed?: Pending }).failed;
+      failed?.reject((e as { error: unknown }).error);
+      return runEach(items.filter((p) => p !== failed));
+    }
+    for (const d of done) {
+      if ('rows' in d) d.p.resolve(d.rows);
+      else d.p.reject(d.error);
+    }
+  };
+  let open: Pending[] | null = null;
+  const batched = (sql: string, params: readonly SqlValue[]): Promise<SqlRow[]> =>
+    new Promise<SqlRow[]>((resolve, reject) => {
+      if (!open || open.length >= MAX_BATCH) {
+        const batch: Pending[] = [];
+        open = batch;
+        void exclusive(async () => {
+          if (open === batch) open = null;
+          runBatch(batch);
+        });
+      }
+      open.push({ sql, params, resolve, reject });
+    });
   const inTx: SqlDriver = {
     dialect: 'sqlite',
     query: async (sql, params = []) => run(sql, params),
@@ -43,9 +114,10 @@ function createSqliteDriver(db: Database.Database): SqlDriver {
   };
   return {
     ...inTx,
-    query: (sql, params = []) => exclusive(async () => run(sql, params)),
-    transaction: (fn) =>
-      exclusive(async () => {
+    query: (sql, params = []) => batched(sql, params),
+    transaction: (fn) => {
+      open = null; // later single statements queue behind this transaction
+      return exclusive(async () => {
         db.exec('BEGIN IMMEDIATE');
         try {
           const out = await fn(inTx);
@@ -55,8 +127,12 @@ function createSqliteDriver(db: Database.Database): SqlDriver {
           if (db.inTransaction) db.exec('ROLLBACK');
           throw e;
         }
-      }),
-    close: () => exclusive(async () => void db.close()),
+      });
+    },
+    close: () => {
+      open = null;
+      return exclusive(async () => void db.close());
+    },
   };
 }
 
