@@ -42,7 +42,7 @@ describe.skipIf(!binaries)('postgres coordinator store', () => {
     await b.close();
     const pool = new pg.Pool({ connectionString: url });
     try {
-      expect((await pool.query('SELECT version FROM schema_version')).rows).toEqual([{ version: 2 }]);
+      expect((await pool.query('SELECT version FROM schema_version')).rows).toEqual([{ version: 3 }]);
       await pool.query('UPDATE schema_version SET version = 99');
       await expect(createPostgresCoordinatorStore(pool)).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_SCHEMA' });
     } finally {

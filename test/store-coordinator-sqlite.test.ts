@@ -30,7 +30,7 @@ coordinatorStoreContract('sqlite', async (clock) => {
 });
 
 describe('sqlite coordinator store file', () => {
-  it('is in WAL mode at user_version 2, and refuses a newer schema', async () => {
+  it('is in WAL mode at user_version 3, and refuses a newer schema', async () => {
     const { file, remove } = tempFile();
     try {
       const store = await createSqliteCoordinatorStore(file);
@@ -38,7 +38,7 @@ describe('sqlite coordinator store file', () => {
       await store.close();
       const raw = new Database(file);
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(2);
+      expect(raw.pragma('user_version', { simple: true })).toBe(3);
       raw.pragma('user_version = 99');
       raw.close();
       await expect(createSqliteCoordinatorStore(file)).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_SCHEMA' });

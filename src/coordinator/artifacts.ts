@@ -1,5 +1,5 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { mkdir, open, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULT_BLOCK_SIZE, type Manifest, type ManifestFile } from '../config/manifest.js';
 import { EdgektError } from '../core/errors.js';
@@ -66,6 +66,18 @@ export function createArtifactStore(store: CoordinatorStore, dir: string) {
       const size = entries.reduce((a, e) => a + e.size, 0);
       await store.putArtifact({ sha256, kind: 'teacher', name, version, size, location: dir, manifest: { name, files: entries } as never });
       return { sha256, name, version, files: entries, size };
+    },
+    /** Stores one file (a round's global weights, a run's topology) as a servable artifact, outside any teacher bundle. */
+    async publishFile(name: string, relPath: string, bytes: Uint8Array, blockSize = DEFAULT_BLOCK_SIZE): Promise<ManifestFile> {
+      const e = await putFile(bytes, blockSize, relPath);
+      await store.putArtifact({ sha256: e.sha256, kind: 'file', name, version: 1, size: e.size, location: fileOf(e.sha256), manifest: { path: relPath } });
+      return e;
+    },
+    /** The bytes of a registered file artifact; EDGEKT_ERR_NOT_FOUND when it is not registered. */
+    async readBytes(sha256: string): Promise<Uint8Array> {
+      const a = await store.getArtifact(sha256);
+      if (!a || a.kind !== 'file') throw new EdgektError('EDGEKT_ERR_NOT_FOUND', `no file artifact ${sha256}`);
+      return new Uint8Array(await readFile(a.location));
     },
     async getTeacher(sha256: string): Promise<TeacherBundle | null> {
       const a = await store.getArtifact(sha256);

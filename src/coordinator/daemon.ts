@@ -12,6 +12,8 @@ import { createDashboard, type Dashboard } from './dashboard.js';
 import { createHttpApi, type HttpApiOptions } from './http.js';
 import { createReportHandler } from './reports.js';
 import { createRolloutDriver } from './rollout-driver.js';
+import { createRoundIntake } from './rounds/intake.js';
+import { createRoundDriver, type RoundDriverOptions } from './rounds/round-driver.js';
 
 export interface CoordinatorOptions {
   config: CoordinatorConfig;
@@ -23,6 +25,8 @@ export interface CoordinatorOptions {
   logger: Logger;
   clock?: Clock;
   extendHttp?: HttpApiOptions['extend'];
+  /** Evaluates each new federated global (its metrics go into the round result). */
+  evaluateGlobal?: RoundDriverOptions['evaluate'];
   /** The dashboard (web/ and its event stream) on the HTTP API; default true. */
   dashboard?: boolean;
 }
@@ -58,11 +62,13 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
   const live = new Map<string, { deviceId: string; state: string; progress: unknown; at: number }>();
   const artifacts = createArtifactStore(o.store, c.artifactsDir);
   let driver: ReturnType<typeof createRolloutDriver> | null = null;
+  let rounds: ReturnType<typeof createRoundDriver> | null = null;
   let dashboard: Dashboard | null = null;
 
   const tick = async (): Promise<void> => {
     if (!driver || ticking) return ticking ?? undefined;
-    ticking = driver.tick().finally(() => (ticking = null));
+    const d = driver;
+    ticking = d.tick().then(() => rounds?.tick()).finally(() => (ticking = null));
     return ticking;
   };
   // An update may open the next stage: tick soon, but at most once per quarter tick however many
@@ -115,7 +121,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         // coordinator subscribes to status directly (upserts are idempotent and ordered by time).
         cl.subscribe(filters.allStatus, { qos: 1 });
         const shared = (f: string): string => (share ? `$share/${share}/${f}` : f);
-        cl.subscribe([shared(filters.allTelemetry), shared(filters.allJobUpdates)], { qos: 1 });
+        cl.subscribe([shared(filters.allTelemetry), shared(filters.allJobUpdates), shared(filters.allRoundReports)], { qos: 1 });
         log.info({ broker: c.broker.url }, 'coordinator connected');
       });
       cl.on('error', (e) => log.warn({ err: e.message }, 'mqtt error'));
@@ -127,7 +133,9 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         if (inHand < MAX_IN_HAND) callback();
         else waiting.push(() => callback());
       };
+      const intake = createRoundIntake({ coordinatorId: c.id, store: o.store, artifacts, client: cl, artifactsDir: c.artifactsDir, clock, logger: log, onRecorded: () => tickSoon() });
       cl.on('message', (topic, payload) => {
+        if (topic.startsWith('edgekt/v1/rounds/')) return void intake.handle(topic, payload);
         if (topic.endsWith('/status') || topic.endsWith('/telemetry') || topic.endsWith('/update')) {
           inHand++;
           void reports.handle(topic, payload).then(() => {
@@ -142,6 +150,16 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
         coordinatorId: c.id, store: o.store, artifacts, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs), redispatchMs: c.redispatchMs,
         publishJob: async (deviceId, message) => {
           await cl.publishAsync(topics.jobs(deviceId), JSON.stringify(message), { qos: 1 });
+        },
+      });
+      rounds = createRoundDriver({
+        coordinatorId: c.id, store: o.store, artifacts, intake, fleetKey: o.fleetKey, clock, logger: log, leaseMs: Math.max(5000, 5 * c.tickMs),
+        ...(o.evaluateGlobal ? { evaluate: o.evaluateGlobal } : {}),
+        publishInvite: async (deviceId, invite) => {
+          await cl.publishAsync(topics.jobs(deviceId), JSON.stringify(invite), { qos: 1 });
+        },
+        publishResult: async (result) => {
+          await cl.publishAsync(topics.roundResult(result.roundId), JSON.stringify(result), { qos: 1, retain: true });
         },
       });
       http = await createHttpApi({
@@ -164,6 +182,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       if (soon) clearTimeout(soon);
       await ticking;
       await driver?.release();
+      await rounds?.release();
       dashboard?.close();
       await http?.close();
       await server?.close();

@@ -6,6 +6,7 @@ import { rolloutSpecSchema } from '../config/rollout.js';
 import { EdgektError, toEdgektError } from '../core/errors.js';
 import type { CoordinatorStore } from '../store/coordinator/index.js';
 import type { ArtifactStore } from './artifacts.js';
+import { registerFederatedRoutes } from './rounds/http-routes.js';
 
 export interface HttpApiOptions {
   store: CoordinatorStore;
@@ -46,7 +47,8 @@ const TeacherUpload = z.object({
   blockSize: z.number().int().min(256).max(128 * 1024).optional(),
 }).strict();
 
-const STATUS: Record<string, number> = { EDGEKT_ERR_USAGE: 400, EDGEKT_ERR_MALFORMED: 400, EDGEKT_ERR_NOT_FOUND: 404, EDGEKT_ERR_STORE_CONFLICT: 409 };
+const STATUS: Record<string, number> = { EDGEKT_ERR_USAGE: 400, EDGEKT_ERR_MALFORMED: 400, EDGEKT_ERR_NOT_FOUND: 404, EDGEKT_ERR_STORE_CONFLICT: 409,
+  EDGEKT_ERR_MODEL_FORMAT: 400, EDGEKT_ERR_UPDATE_FORMAT: 400, EDGEKT_ERR_UPDATE_NONFINITE: 400 };
 
 /**
  * The coordinator's HTTP API (fastify): the fleet CLI and the dashboard use it. Bearer tokens:
@@ -152,6 +154,7 @@ export async function createHttpApi(o: HttpApiOptions): Promise<FastifyInstance>
     const q = z.object({ rollout: z.string().optional(), device: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100), cursor: z.string().optional() }).parse(req.query);
     return o.store.listResults({ ...(q.rollout ? { rolloutId: q.rollout } : {}), ...(q.device ? { deviceId: q.device } : {}) }, { limit: q.limit, cursor: q.cursor ?? null });
   });
+  registerFederatedRoutes(app, { store: o.store, artifacts: o.artifacts, read, admin, newId: o.newId, registry });
   o.extend?.(app, { read, admin });
   return app;
 }

@@ -264,6 +264,20 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
       expect(await store.getFederatedRun('nope')).toBeNull();
     }));
 
+    it('leases a federated run to one owner at a time; expiry or release hands it over with a higher fence', withStore(async ({ store }, clock) => {
+      await store.createFederatedRun({ id: 'runL', spec: { rounds: 1 }, globalSha256: SHA(1) });
+      const a = await store.acquireFederatedLease('runL', 'c1', 1000);
+      expect(a).toMatchObject({ runId: 'runL', owner: 'c1', fence: 1 });
+      expect(await store.acquireFederatedLease('runL', 'c2', 1000)).toBeNull();
+      expect(await store.acquireFederatedLease('runL', 'c1', 1000)).toMatchObject({ owner: 'c1', fence: 1 });
+      clock.advance(1001);
+      const b = await store.acquireFederatedLease('runL', 'c2', 1000);
+      expect(b).toMatchObject({ owner: 'c2', fence: 2 });
+      expect(await store.releaseFederatedLease(a!)).toBe(false);
+      expect(await store.releaseFederatedLease(b!)).toBe(true);
+      expect(await store.acquireFederatedLease('runL', 'c1', 1000)).toMatchObject({ owner: 'c1', fence: 3 });
+    }));
+
     it('two instances racing on the same 500 updates and 100 results apply each once', withStore(async ({ store, open }) => {
       const other = await open();
       try {

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { EdgektError } from '../../core/errors.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { tokenLines } from './coordinator.js';
+import { registerFleetFederated } from './fleet-federated.js';
 
 interface FleetGlobal {
   url: string;
@@ -50,7 +51,7 @@ const pct = (v: unknown): string => (typeof v === 'number' ? `${(v * 100).toFixe
 export function registerFleet(program: Command, ctx: CliContext): void {
   const fleet = program
     .command('fleet')
-    .description('talk to a coordinator\'s HTTP API: devices, teachers, rollouts, results')
+    .description('talk to a coordinator\'s HTTP API: devices, teachers, rollouts, results, federated runs')
     .option('--url <url>', 'coordinator API (env EDGEKT_COORDINATOR_URL)', process.env.EDGEKT_COORDINATOR_URL ?? 'http://127.0.0.1:8080')
     .option('--token-file <file>', 'file whose first line is the bearer token (env EDGEKT_TOKEN_FILE)')
     .option('--json', 'print JSON');
@@ -129,6 +130,8 @@ export function registerFleet(program: Command, ctx: CliContext): void {
       if (g().json) return printJson(ctx, r);
       ctx.out(`rollout ${r.id}: ${r.state}`);
     }));
+
+  registerFleetFederated(fleet, ctx, (method, route, body) => api(g(), method, route, body), () => Boolean(g().json), table);
 
   fleet.command('results').description('compression results per device')
     .option('--rollout <id>').option('--device <id>').option('--limit <n>', 'page size', parseIntOption('limit'), 100)

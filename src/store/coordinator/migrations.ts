@@ -73,7 +73,16 @@ function v2(t: SqlTypes): string[] {
   ];
 }
 
+/** Federated run leases: one coordinator drives a run's rounds at a time (the rollout lease table is keyed to rollouts). */
+function v3(t: SqlTypes): string[] {
+  return [
+    `CREATE TABLE federated_leases (
+      run_id TEXT PRIMARY KEY REFERENCES federated_runs (id) ON DELETE CASCADE, owner TEXT NOT NULL,
+      fence ${t.big} NOT NULL, expires_at ${t.big} NOT NULL)`,
+  ];
+}
+
 /** Each migration is a list of statements run in one transaction. */
 export function migrations(t: SqlTypes): string[][] {
-  return [v1(t), v2(t)];
+  return [v1(t), v2(t), v3(t)];
 }

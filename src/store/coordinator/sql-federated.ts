@@ -4,7 +4,7 @@ import { EdgektError } from '../../core/errors.js';
 import { jsonObject } from './schemas.js';
 import { int, json, jsonOrNull, jsonText, marks, parseRow, type SqlDriver, type SqlRow, type SqlValue } from './sql-driver.js';
 import { toRound } from './sql-results.js';
-import type { CoordinatorStore, FederatedRun } from './types.js';
+import type { CoordinatorStore, FederatedLease, FederatedRun } from './types.js';
 
 const runRow = z.object({
   id: z.string(), spec: jsonText(jsonObject), state: z.string(), round_number: int, attempt: int, global_sha256: z.string(),
@@ -19,13 +19,19 @@ function toRun(row: SqlRow | undefined): FederatedRun {
   };
 }
 
+const leaseRow = z.object({ run_id: z.string(), owner: z.string(), fence: int, expires_at: int });
+function toLease(row: SqlRow | undefined): FederatedLease {
+  const r = parseRow(leaseRow, row, 'federated_leases');
+  return { runId: r.run_id, owner: r.owner, fence: r.fence, expiresAt: r.expires_at };
+}
+
 const inStates = (column: string, states: readonly string[] | undefined, sql: string[], params: SqlValue[]): void => {
   if (!states) return;
   if (states.length === 0) sql.push('1 = 0');
   else (sql.push(`${column} IN ${marks(states.length)}`), params.push(...states));
 };
 
-type FederatedOps = Pick<CoordinatorStore, 'listRounds' | 'finishRound' | 'createFederatedRun' | 'getFederatedRun' | 'listFederatedRuns' | 'updateFederatedRun'>;
+type FederatedOps = Pick<CoordinatorStore, 'listRounds' | 'finishRound' | 'createFederatedRun' | 'getFederatedRun' | 'listFederatedRuns' | 'updateFederatedRun' | 'acquireFederatedLease' | 'releaseFederatedLease'>;
 
 /** Federated runs and the round queries the round driver needs (rounds themselves live in sql-results). */
 export function createFederatedOps(db: SqlDriver, clock: Clock): FederatedOps {
@@ -84,6 +90,26 @@ export function createFederatedOps(db: SqlDriver, clock: Clock): FederatedOps {
       inStates('state', from, where, params);
       const [row] = await db.query(`UPDATE federated_runs SET ${set.join(', ')} WHERE ${where.join(' AND ')} RETURNING *`, params);
       return row ? toRun(row) : null;
+    },
+
+    async acquireFederatedLease(runId, owner, ttlMs) {
+      const now = clock.now();
+      const rows = await db.query(
+        `INSERT INTO federated_leases (run_id, owner, fence, expires_at) VALUES (?, ?, 1, ?)
+         ON CONFLICT (run_id) DO UPDATE SET
+           fence = CASE WHEN federated_leases.owner = excluded.owner THEN federated_leases.fence ELSE federated_leases.fence + 1 END,
+           owner = excluded.owner, expires_at = excluded.expires_at
+         WHERE federated_leases.owner = excluded.owner OR federated_leases.expires_at <= ?
+         RETURNING run_id, owner, fence, expires_at`,
+        [runId, owner, now + ttlMs, now],
+      );
+      return rows[0] ? toLease(rows[0]) : null;
+    },
+
+    async releaseFederatedLease(lease) {
+      // Expire rather than delete, so the fence keeps growing across owners.
+      const rows = await db.query('UPDATE federated_leases SET expires_at = 0 WHERE run_id = ? AND owner = ? AND fence = ? RETURNING run_id', [lease.runId, lease.owner, lease.fence]);
+      return rows.length === 1;
     },
   };
 }

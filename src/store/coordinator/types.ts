@@ -146,6 +146,14 @@ export interface FederatedRun {
   updatedAt: number;
 }
 
+/** Who drives a federated run's rounds (same semantics as RolloutLease). */
+export interface FederatedLease {
+  runId: string;
+  owner: string;
+  fence: number;
+  expiresAt: number;
+}
+
 export interface FederatedRunPatch {
   state?: string;
   roundNumber?: number;
@@ -237,6 +245,9 @@ export interface CoordinatorStore {
   listFederatedRuns(filter: { states?: readonly string[] }): Promise<FederatedRun[]>;
   /** Applies `patch` only while the run is in one of `from` (any state when omitted); null when nothing moved. */
   updateFederatedRun(id: string, patch: FederatedRunPatch, from?: readonly string[]): Promise<FederatedRun | null>;
+  /** Takes, renews (same owner) or takes over an expired lease on a run's rounds; null while another owner holds it. */
+  acquireFederatedLease(runId: string, owner: string, ttlMs: number): Promise<FederatedLease | null>;
+  releaseFederatedLease(lease: FederatedLease): Promise<boolean>;
   /** One update per device per round: a second one returns inserted: false. */
   addRoundUpdate(update: Omit<RoundUpdate, 'receivedAt'>): Promise<{ inserted: boolean }>;
   listRoundUpdates(roundId: string): Promise<RoundUpdate[]>;
