@@ -145,6 +145,39 @@ describe('dashboard in chromium', () => {
     await expect.poll(() => admin.textContent('[data-testid=rounds]')).toBe('no rounds');
   });
 
+  it('shows a federated run\'s rounds as /api/rounds gives them: included, refusal codes, late, dropped, accuracy', async () => {
+    const sha = (c: string): string => c.repeat(64);
+    await stack.store.createFederatedRun({ id: 'fl-dash', spec: { rounds: 3, strategy: 'trimmed-mean' }, globalSha256: sha('a') });
+    const base = { type: 'round-result', runId: 'fl-dash', failed: [] as string[] };
+    const closed = [
+      { n: 1, result: { ...base, roundId: 'fl-dash-r1-a1', round: 1, state: 'completed', included: ['sim-0', 'sim-1', 'sim-2'], refused: [{ deviceId: 'sim-3', codes: ['EDGEKT_ERR_UPDATE_NONFINITE'] }], late: [], dropped: [], globalSha256: sha('b'), metrics: { accuracy: 0.712, 'client.loss': 0.9123 } } },
+      { n: 2, result: { ...base, roundId: 'fl-dash-r2-a1', round: 2, state: 'completed', included: ['sim-0', 'sim-1'], refused: [], late: ['sim-2'], dropped: ['sim-3'], globalSha256: sha('c'), metrics: { accuracy: 0.784, 'client.loss': 0.6 } } },
+    ];
+    for (const c of closed) {
+      await stack.store.createRound({ id: c.result.roundId, runId: 'fl-dash', roundNumber: c.n, config: {}, state: 'open', deadline: Date.now() + 60_000 });
+      expect(await stack.store.finishRound(c.result.roundId, 'completed', c.result, ['open'])).not.toBeNull();
+    }
+    // Round 3 lost its quorum and the run failed: a failed run is history, the round driver leaves it alone.
+    await stack.store.createRound({ id: 'fl-dash-r3-a1', runId: 'fl-dash', roundNumber: 3, config: {}, state: 'open', deadline: Date.now() + 60_000 });
+    const quorum = { ...base, roundId: 'fl-dash-r3-a1', round: 3, state: 'failed', included: [], refused: [], late: [], dropped: ['sim-0', 'sim-1', 'sim-2', 'sim-3'], error: { code: 'EDGEKT_ERR_ROUND_QUORUM', message: '0 of 2 updates' } };
+    expect(await stack.store.finishRound('fl-dash-r3-a1', 'failed', quorum, ['open'])).not.toBeNull();
+    await stack.store.updateFederatedRun('fl-dash', { state: 'failed', roundNumber: 2, globalSha256: sha('c') });
+
+    await admin.goto(`${stack.url}/#rounds`);
+    const rows = admin.locator('section[data-run="fl-dash"] [data-testid=round-table] tbody tr');
+    await expect.poll(() => rows.count()).toBe(3);
+    const cells = await rows.evaluateAll((trs) => trs.map((t) => [...t.querySelectorAll('td')].map((td) => td.textContent)));
+    expect(cells).toEqual([
+      ['1', 'completed', '3', '1 refused', '—', '—', '71.2 %', '0.912', 'bbbbbbbbbb'],
+      ['2', 'completed', '2', '—', '1', '1', '78.4 %', '0.600', 'cccccccccc'],
+      ['3', 'failed', '0', '—', '—', '4', '—', '—', '—'],
+    ]);
+    expect(await rows.first().locator('[data-testid=refused]').getAttribute('title')).toBe('sim-3: EDGEKT_ERR_UPDATE_NONFINITE');
+    expect(await admin.textContent('section[data-run="fl-dash"] h3 small')).toBe('failed · 2 of 3 rounds · trimmed-mean');
+    expect(await admin.locator('section[data-run="fl-dash"] [data-testid=round-accuracy]').getAttribute('data-points')).toBe('2');
+    await admin.screenshot({ path: path.join(DOCS, 'dashboard-rounds.png'), fullPage: true });
+  });
+
   it('read-only: no admin buttons, a forged admin call gets 403; the admin page aborts', async () => {
     const teacher = ((await (await api('/api/teachers')).json()) as Array<{ sha256: string }>)[0]!.sha256;
     // A closed maintenance window keeps this rollout running (nothing dispatched) until aborted.

@@ -151,6 +151,14 @@ describe('federated rounds (aedes, SQLite, simulated round clients)', () => {
     expect(fleet.get('w1')!.invites).toEqual([]);
   });
 
+  it('a run whose stored spec no longer parses is failed once, not retried every tick', async () => {
+    const { c } = await setup([{ id: 'b1' }]);
+    await c.store.createFederatedRun({ id: 'badspec', spec: { rounds: 2, strategy: 'no-such-strategy' }, globalSha256: 'a'.repeat(64) });
+    const run = await waitForRun(c.store, 'badspec', ['failed', 'completed'], 10_000);
+    expect(run).toMatchObject({ state: 'failed', roundNumber: 0 });
+    expect(await c.store.listRounds({ runId: 'badspec' })).toEqual([]);
+  });
+
   it('HTTP: a read-only token cannot start a run (403), but lists runs and rounds; /metrics has round gauges', async () => {
     const { c, files } = await setup([{ id: 'h1', behaviour: { delta: 1 } }]);
     const denied = await startRun(c.api, 'ro1', { rounds: 1 }, baseWeights(), files.readToken);

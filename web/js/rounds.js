@@ -4,12 +4,18 @@ import { fmtNum, fmtPct, h, sparkline } from './ui.js';
 
 const list = (a) => (Array.isArray(a) ? a : []);
 
-/** The accuracy-like metric of a round result: the server's evaluation first, else the clients' mean. */
-function accuracyOf(m) {
+/** The first of `keys` that a round's metrics hold as a number. */
+function metric(m, keys) {
   if (!m || typeof m !== 'object') return undefined;
-  for (const k of ['accuracy', 'testAccuracy', 'evalAccuracy', 'clientAccuracy']) if (typeof m[k] === 'number') return m[k];
+  for (const k of keys) if (typeof m[k] === 'number') return m[k];
   return undefined;
 }
+
+// The coordinator's evaluate hook writes its keys as they are; the clients' sample-weighted means come as `client.<name>`.
+const accuracyOf = (m) => metric(m, ['accuracy', 'testAccuracy', 'client.accuracy']);
+const lossOf = (m) => metric(m, ['loss', 'client.loss']);
+/** `/api/rounds` calls the round number `round`; the store row calls it `roundNumber`. */
+const numberOf = (r) => r.round ?? r.roundNumber;
 
 function refusedCell(res) {
   const refused = list(res.refused);
@@ -25,16 +31,15 @@ function refusedCell(res) {
 function roundRow(r) {
   const res = r.result ?? {};
   const m = res.metrics ?? {};
-  const loss = typeof m.loss === 'number' ? m.loss : m.clientLoss;
   return h('tr', { 'data-round': r.id },
-    h('td', {}, r.roundNumber),
+    h('td', {}, numberOf(r)),
     h('td', { class: r.state === 'completed' ? 'ok' : r.state === 'open' ? '' : 'bad' }, r.state),
     h('td', {}, list(res.included).length || (r.state === 'open' ? '…' : '0')),
     h('td', {}, refusedCell(res)),
     h('td', {}, list(res.late).length || '—'),
     h('td', {}, list(res.dropped).length || '—'),
     h('td', {}, fmtPct(accuracyOf(m))),
-    h('td', {}, fmtNum(loss, 3)),
+    h('td', {}, fmtNum(lossOf(m), 3)),
     h('td', { title: res.globalSha256 ?? '' }, res.globalSha256 ? String(res.globalSha256).slice(0, 10) : '—'));
 }
 
@@ -62,7 +67,7 @@ export function roundsView({ root }) {
       byRun.get(key).rounds.push(r);
     }
     box.replaceChildren(...[...byRun.entries()].reverse().map(([id, { run, rounds: rs }]) => {
-      rs.sort((a, b) => a.roundNumber - b.roundNumber || a.createdAt - b.createdAt);
+      rs.sort((a, b) => numberOf(a) - numberOf(b) || a.createdAt - b.createdAt);
       const acc = rs.filter((r) => r.state === 'completed').map((r) => accuracyOf(r.result?.metrics));
       const total = run?.spec?.rounds;
       return h('section', { class: 'run', 'data-run': id },

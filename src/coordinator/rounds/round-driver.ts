@@ -179,7 +179,16 @@ export function createRoundDriver(o: RoundDriverOptions) {
     const lease = await o.store.acquireFederatedLease(run.id, o.coordinatorId, o.leaseMs);
     if (!lease) return void leases.delete(run.id);
     leases.set(run.id, lease);
-    const { spec, baseSha256 } = readRunSpec(run);
+    let parsed: ReturnType<typeof readRunSpec>;
+    try {
+      parsed = readRunSpec(run);
+    } catch (e) {
+      // A stored spec that no longer parses can never run: fail the run once instead of warning every tick.
+      const message = e instanceof Error ? e.message : String(e);
+      if (await o.store.updateFederatedRun(run.id, { state: 'failed' }, ['running'])) o.logger.error({ run: run.id, code: 'EDGEKT_ERR_CONFIG', err: message }, 'federated run failed: its stored spec is invalid');
+      return;
+    }
+    const { spec, baseSha256 } = parsed;
     const now = o.clock.now();
     const rounds = await o.store.listRounds({ runId: run.id });
     const open = rounds.find((r) => r.state === 'open');
