@@ -25,6 +25,9 @@ const PULLS_AT_ONCE = 64;
  */
 const IN_MEMORY_PULL_BYTES = 16 * 2 ** 20;
 
+/** In-memory pulls together hold at most this much; past it a pull goes through a file sink. */
+const IN_MEMORY_BUDGET_BYTES = 64 * 2 ** 20;
+
 /** Writes bytes to `file` durably (fdatasync before close). */
 async function writeDurably(file: string, bytes: Uint8Array): Promise<void> {
   const fh = await open(file, 'w', 0o600);
@@ -69,6 +72,7 @@ export function createReportHandler(o: ReportHandlerOptions) {
   const pulling = new Set<string>();
   const queued: Array<() => void> = [];
   let active = 0;
+  let inMemoryBytes = 0;
   let artifactsDirReady: Promise<unknown> | null = null;
 
   async function deviceKey(deviceId: string): Promise<KeyObject | null> {
@@ -132,7 +136,8 @@ export function createReportHandler(o: ReportHandlerOptions) {
       for (const f of m.files) {
         const dest = path.join(o.artifactsDir, f.sha256);
         const tmp = `${dest}.${o.coordinatorId}.part`;
-        const inMemory = f.size <= IN_MEMORY_PULL_BYTES;
+        const inMemory = f.size <= IN_MEMORY_PULL_BYTES && inMemoryBytes + f.size <= IN_MEMORY_BUDGET_BYTES;
+        if (inMemory) inMemoryBytes += f.size;
         const sink: BlockSink & { close?: () => Promise<void>; bytes?: Uint8Array } = inMemory ? createMemoryBlockSink(f.size) : await createFileBlockSink(tmp, f.size);
         try {
           await pullFile({
@@ -144,6 +149,8 @@ export function createReportHandler(o: ReportHandlerOptions) {
           await sink.close?.();
           await rm(tmp, { force: true }); // bytes that failed their hash are not kept
           throw e;
+        } finally {
+          if (inMemory) inMemoryBytes -= f.size;
         }
         await sink.close?.();
         await rename(tmp, dest);

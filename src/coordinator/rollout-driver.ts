@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
-import type { CoordinatorStore, Device, DeviceFilter, Execution, Rollout, RolloutLease } from '../store/coordinator/index.js';
+import type { CoordinatorStore, DeviceFilter, Execution, Rollout, RolloutLease } from '../store/coordinator/index.js';
 import type { ArtifactStore } from './artifacts.js';
 import { signTeacherFor } from './artifacts.js';
 import { planRollout, type ExecutionState, type ExecutionView } from './rollout-planner.js';
@@ -103,7 +103,7 @@ export function createRolloutDriver(o: RolloutDriverOptions) {
     const now = o.clock.now();
     const filter = targetFilter(r);
     const targets = filter
-      ? (await all<Device>((cursor) => o.store.listDevices(filter, { limit: 1000, cursor }))).map((d) => d.id)
+      ? await all<string>((cursor) => o.store.listDeviceIds(filter, { limit: 5000, cursor }))
       : [...(r.spec.target as { deviceIds: string[] }).deviceIds];
     const execs = await all<Execution>((cursor) => o.store.listExecutions(r.id, {}, { limit: 1000, cursor }));
     const byDevice = new Map<string, Execution>(execs.map((e) => [e.deviceId, e]));

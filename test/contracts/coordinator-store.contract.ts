@@ -96,6 +96,14 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
         } while (cursor !== null);
         expect(seen).toEqual(expected);
         expect(pages).toBe(Math.max(1, Math.ceil(expected.length / 400)));
+        const ids: string[] = [];
+        cursor = null;
+        do {
+          const page = await store.listDeviceIds(f, { limit: 400, cursor });
+          ids.push(...page.items);
+          cursor = page.nextCursor;
+        } while (cursor !== null);
+        expect(ids).toEqual(expected);
       }
       const first = await store.listDevices({ group: 'tens' }, { limit: 3 });
       expect(first.items.map((d) => [d.id, d.groups])).toEqual([['dev-00000', ['even', 'tens']], ['dev-00010', ['even', 'tens']], ['dev-00020', ['even', 'tens']]]);

@@ -26,6 +26,7 @@ export interface ServeOptions {
   /** Another client than the rig's coordinator (e.g. at another protocol version). */
   client?: MqttClient;
   authorize?: (requestTopic: string, sha256: string) => boolean;
+  maxBytesInFlight?: number;
 }
 
 /** One broker, a coordinator client and a device client; servers closed after each test. */
@@ -69,7 +70,7 @@ export function useBlockRig<B extends BrokerHandle>(o: BlockRigOptions<B>): Bloc
     device: () => deviceClient!,
     connect,
     async serve(source, so = {}) {
-      const server = createBlockServer({ client: so.client ?? serverClient!, requestFilter: o.requestFilter, source, allowResponseTopic: allowPullResponse, authorize: so.authorize });
+      const server = createBlockServer({ client: so.client ?? serverClient!, requestFilter: o.requestFilter, source, allowResponseTopic: allowPullResponse, authorize: so.authorize, ...(so.maxBytesInFlight ? { maxBytesInFlight: so.maxBytesInFlight } : {}) });
       servers.push(server);
       await server.ready;
       return server;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { jsonObject, versionsSchema } from './schemas.js';
+import { parsedJsonObject, versionsSchema } from './schemas.js';
 import { bool, checkLimit, chunks, decodeCursor, int, intOrNull, json, jsonText, marks, parseRow, toPage, type SqlDriver, type SqlValue } from './sql-driver.js';
 import type { CoordinatorStore, Device, DeviceFilter, DeviceStatus } from './types.js';
 
@@ -9,9 +9,9 @@ const deviceRow = z.object({
   profile: z.string().nullable(),
   state: z.string().nullable(),
   versions: jsonText(versionsSchema),
-  capacity: jsonText(jsonObject),
+  capacity: jsonText(parsedJsonObject),
   last_seen: int,
-  telemetry: jsonText(jsonObject).nullable(),
+  telemetry: jsonText(parsedJsonObject).nullable(),
   telemetry_at: intOrNull,
 });
 
@@ -53,7 +53,7 @@ function latestPerId(statuses: readonly DeviceStatus[]): DeviceStatus[] {
   return [...byId.values()];
 }
 
-type DeviceOps = Pick<CoordinatorStore, 'upsertDevices' | 'markOffline' | 'recordTelemetry' | 'getDevice' | 'listDevices' | 'countDevices'>;
+type DeviceOps = Pick<CoordinatorStore, 'upsertDevices' | 'markOffline' | 'recordTelemetry' | 'getDevice' | 'listDevices' | 'listDeviceIds' | 'countDevices'>;
 
 export function createDeviceOps(db: SqlDriver): DeviceOps {
   async function groupsOf(q: SqlDriver, ids: readonly string[]): Promise<Map<string, string[]>> {
@@ -69,6 +69,16 @@ export function createDeviceOps(db: SqlDriver): DeviceOps {
       }
     }
     return out;
+  }
+
+  /** One keyset page (limit + 1 rows, so toPage sees whether more follow) of `columns`, ordered by id. */
+  async function selectPage(columns: string, filter: DeviceFilter, page: { limit: number; cursor?: string | null }): Promise<{ limit: number; rows: Record<string, unknown>[] }> {
+    const limit = checkLimit(page.limit);
+    const w = where(filter);
+    const after = decodeCursor(page.cursor);
+    if (after !== null) (w.sql.push('d.id > ?'), w.params.push(after));
+    const rows = await db.query(`SELECT ${columns} FROM devices d ${w.sql.length ? `WHERE ${w.sql.join(' AND ')}` : ''} ORDER BY d.id LIMIT ?`, [...w.params, limit + 1]);
+    return { limit, rows };
   }
 
   return {
@@ -122,18 +132,16 @@ export function createDeviceOps(db: SqlDriver): DeviceOps {
     },
 
     async listDevices(filter, page) {
-      const limit = checkLimit(page.limit);
-      const w = where(filter);
-      const after = decodeCursor(page.cursor);
-      if (after !== null) (w.sql.push('d.id > ?'), w.params.push(after));
-      const rows = await db.query(
-        `SELECT ${COLUMNS} FROM devices d ${w.sql.length ? `WHERE ${w.sql.join(' AND ')}` : ''} ORDER BY d.id LIMIT ?`,
-        [...w.params, limit + 1],
-      );
+      const { limit, rows } = await selectPage(COLUMNS, filter, page);
       const ids = rows.map((r) => String(r.id));
       const groups = await groupsOf(db, ids.slice(0, limit));
       const devices = rows.map((r, i) => toDevice(r, groups.get(ids[i]!) ?? []));
       return toPage(devices, limit, (d) => d.id);
+    },
+
+    async listDeviceIds(filter, page) {
+      const { limit, rows } = await selectPage('d.id', filter, page);
+      return toPage(rows.map((r) => parseRow(idRow, r, 'devices').id), limit, (id) => id);
     },
 
     async countDevices(filter) {

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import type { Clock } from '../../core/clock.js';
 import { EdgektError } from '../../core/errors.js';
-import { jsonObject } from './schemas.js';
+import { parsedJsonObject } from './schemas.js';
 import { int, json, jsonOrNull, jsonText, marks, parseRow, type SqlDriver, type SqlRow, type SqlValue } from './sql-driver.js';
 import { toRound } from './sql-results.js';
 import type { CoordinatorStore, FederatedLease, FederatedRun } from './types.js';
 
 const runRow = z.object({
-  id: z.string(), spec: jsonText(jsonObject), state: z.string(), round_number: int, attempt: int, global_sha256: z.string(),
-  server_state: jsonText(jsonObject).nullable(), created_at: int, updated_at: int,
+  id: z.string(), spec: jsonText(parsedJsonObject), state: z.string(), round_number: int, attempt: int, global_sha256: z.string(),
+  server_state: jsonText(parsedJsonObject).nullable(), created_at: int, updated_at: int,
 });
 
 function toRun(row: SqlRow | undefined): FederatedRun {

@@ -1,27 +1,27 @@
 import { z } from 'zod';
 import type { Clock } from '../../core/clock.js';
 import { EdgektError } from '../../core/errors.js';
-import { jsonObject } from './schemas.js';
+import { parsedJsonObject } from './schemas.js';
 import { checkLimit, decodeCursor, int, intOrNull, json, jsonText, parseRow, toPage, type SqlDriver, type SqlRow, type SqlValue } from './sql-driver.js';
 import type { Artifact, CoordinatorStore, Result, Round, RoundUpdate } from './types.js';
 
 const artifactRow = z.object({
   sha256: z.string(), kind: z.string(), name: z.string(), version: int, size: int, location: z.string(),
-  manifest: jsonText(jsonObject), created_at: int,
+  manifest: jsonText(parsedJsonObject), created_at: int,
 });
 
 const resultRow = z.object({
-  n: int, job_id: z.string(), device_id: z.string(), rollout_id: z.string().nullable(), report: jsonText(jsonObject),
-  student_sha256: z.string(), student_manifest: jsonText(jsonObject), recorded_at: int,
+  n: int, job_id: z.string(), device_id: z.string(), rollout_id: z.string().nullable(), report: jsonText(parsedJsonObject),
+  student_sha256: z.string(), student_manifest: jsonText(parsedJsonObject), recorded_at: int,
 });
 
 const roundRow = z.object({
-  id: z.string(), run_id: z.string().nullable(), round_number: int, config: jsonText(jsonObject), state: z.string(), deadline: intOrNull,
-  result: jsonText(jsonObject).nullable(), created_at: int, updated_at: int,
+  id: z.string(), run_id: z.string().nullable(), round_number: int, config: jsonText(parsedJsonObject), state: z.string(), deadline: intOrNull,
+  result: jsonText(parsedJsonObject).nullable(), created_at: int, updated_at: int,
 });
 
 const roundUpdateRow = z.object({
-  round_id: z.string(), device_id: z.string(), metadata: jsonText(jsonObject), payload_location: z.string(), received_at: int,
+  round_id: z.string(), device_id: z.string(), metadata: jsonText(parsedJsonObject), payload_location: z.string(), received_at: int,
 });
 
 const versionRow = z.object({ v: int });

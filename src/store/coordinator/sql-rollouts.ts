@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Clock } from '../../core/clock.js';
 import { EdgektError } from '../../core/errors.js';
-import { jobErrorSchema, rolloutSpecSchema, rolloutStateSchema, type RolloutState } from './schemas.js';
+import { jobErrorSchema, parsedJson, rolloutSpecSchema, rolloutStateSchema, type RolloutState } from './schemas.js';
 import { checkLimit, chunks, decodeCursor, int, intOrNull, json, jsonOrNull, jsonText, marks, parseRow, toPage, type SqlDriver, type SqlRow, type SqlValue } from './sql-driver.js';
 import type { CoordinatorStore, Execution, Rollout, RolloutLease } from './types.js';
 
@@ -14,7 +14,7 @@ const leaseRow = z.object({ rollout_id: z.string(), owner: z.string(), fence: in
 
 const executionRow = z.object({
   rollout_id: z.string(), device_id: z.string(), job_id: z.string(), state: z.string(), seq: int, attempts: int,
-  progress: jsonText(z.json()).nullable(), dispatched_at: int, updated_at: int, error: jsonText(jobErrorSchema).nullable(),
+  progress: jsonText(parsedJson).nullable(), dispatched_at: int, updated_at: int, error: jsonText(jobErrorSchema).nullable(),
 });
 
 const stateCountRow = z.object({ state: z.string(), n: int });

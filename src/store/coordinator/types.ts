@@ -187,6 +187,12 @@ export interface CoordinatorStore {
   getDevice(deviceId: string): Promise<Device | null>;
   /** Devices ordered by id. */
   listDevices(filter: DeviceFilter, page: PageRequest): Promise<Page<Device>>;
+  /**
+   * Only the ids of the devices listDevices would return, same order and cursors: what a rollout
+   * tick needs of its targets. Whole rows of a 10,000-device fleet (telemetry, capacity, groups
+   * parsed) cost 0.7 s and 30 MB of garbage per tick.
+   */
+  listDeviceIds(filter: DeviceFilter, page: PageRequest): Promise<Page<string>>;
   countDevices(filter: DeviceFilter): Promise<number>;
 
   /** Content-addressed: a second put of the same sha256 changes nothing and returns inserted: false. */

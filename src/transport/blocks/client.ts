@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import pino from 'pino';
 import { EdgektError, toEdgektError } from '../../core/errors.js';
 import { assemblerFor, type Run } from './assembler.js';
 import { MAX_BLOCKS_PER_REQUEST, type BlockRequest } from './protocol.js';
 import { decodeReply } from './replies.js';
 import type { PullCommonOptions } from './types.js';
+import { silentLog } from './silent-log.js';
 
 /**
  * Defaults: window 8, blocksPerRequest 4 (at most 32), timeoutMs 5000, retries 6 (a block's
@@ -35,7 +35,7 @@ interface InFlight {
  * connection they are also sent as properties, which a v5 server prefers.
  */
 export function pullFile(o: PullFileOptions): Promise<void> {
-  const log = o.logger ?? pino({ level: 'silent' });
+  const log = o.logger ?? silentLog;
   const window = Math.max(1, o.window ?? 8);
   const perRequest = Math.min(MAX_BLOCKS_PER_REQUEST, Math.max(1, o.blocksPerRequest ?? 4));
   const timeoutMs = o.timeoutMs ?? 5000;

@@ -1,8 +1,8 @@
-import pino from 'pino';
 import { EdgektError, isEdgektError } from '../../core/errors.js';
 import { assemblerFor, toRuns, type BlockAssembler, type Run } from './assembler.js';
 import { blockLength } from './protocol.js';
 import type { PullCommonOptions } from './types.js';
+import { silentLog } from './silent-log.js';
 
 /** Defaults: window 2, blocksPerRequest 64 (4 MB at 64 KB blocks), timeoutMs 15000 (idle), retries 5. */
 export interface PullFileHttpOptions extends PullCommonOptions {
@@ -21,7 +21,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * so an interrupted pull resumes from the same ledger and sink with the same block and file checks.
  */
 export async function pullFileHttp(o: PullFileHttpOptions): Promise<void> {
-  const log = o.logger ?? pino({ level: 'silent' });
+  const log = o.logger ?? silentLog;
   const doFetch = o.fetch ?? fetch;
   const perRequest = Math.max(1, o.blocksPerRequest ?? 64);
   const window = Math.max(1, o.window ?? 2);

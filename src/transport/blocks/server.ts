@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IPublishPacket, MqttClient } from 'mqtt';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { EdgektError, toEdgektError, type ErrorCode } from '../../core/errors.js';
 import { topicMatches } from '../topics.js';
 import { encodeBlockFrame } from './frame.js';
@@ -17,6 +17,7 @@ import {
   type BlockRequest,
 } from './protocol.js';
 import type { ArtifactSource } from './types.js';
+import { silentLog } from './silent-log.js';
 
 export interface BlockServerOptions {
   client: MqttClient;
@@ -33,6 +34,13 @@ export interface BlockServerOptions {
   maxBlocksPerRequest?: number;
   /** QoS of block messages (default 1: the broker paces them per subscriber). */
   qos?: 0 | 1;
+  /**
+   * Block bytes read but not yet acknowledged by the broker (PUBACK; at QoS 0, written to the
+   * socket), across all requests; default 16 MB. A request past the budget waits its turn. Without
+   * it, a thousand devices pulling at once had the server read every requested block into memory
+   * ahead of the socket: gigabytes in hand.
+   */
+  maxBytesInFlight?: number;
   logger?: Logger;
 }
 
@@ -44,6 +52,9 @@ export interface BlockServerStats {
   refused: number;
   /** Requests answered with an error reply. */
   errors: number;
+  /** Block bytes read and not yet acknowledged, now and at most so far (bounded by maxBytesInFlight). */
+  bytesInFlight: number;
+  peakBytesInFlight: number;
 }
 
 export interface BlockServer {
@@ -54,6 +65,36 @@ export interface BlockServer {
 }
 
 class RequestError extends EdgektError {}
+
+const DEFAULT_BYTES_IN_FLIGHT = 16 * 2 ** 20;
+
+/**
+ * Bytes handed out up to a limit, waiters served in arrival order (so no request starves). One
+ * amount larger than the whole limit still passes when nothing else is out.
+ */
+function createByteBudget(limit: number) {
+  let used = 0;
+  const waiting: Array<{ n: number; go: () => void }> = [];
+  const fits = (n: number): boolean => used === 0 || used + n <= limit;
+  return {
+    used: () => used,
+    async take(n: number): Promise<void> {
+      if (waiting.length === 0 && fits(n)) {
+        used += n;
+        return;
+      }
+      await new Promise<void>((go) => waiting.push({ n, go }));
+    },
+    give(n: number): void {
+      used -= n;
+      while (waiting.length > 0 && fits(waiting[0]!.n)) {
+        const w = waiting.shift()!;
+        used += w.n;
+        w.go();
+      }
+    },
+  };
+}
 
 const NOT_JSON = Symbol('not JSON');
 
@@ -94,10 +135,11 @@ function routeOf(packet: IPublishPacket, json: unknown): Route | undefined {
  * so a device can never make the server publish elsewhere.
  */
 export function createBlockServer(o: BlockServerOptions): BlockServer {
-  const log = o.logger ?? pino({ level: 'silent' });
+  const log = o.logger ?? silentLog;
   const maxBlocks = o.maxBlocksPerRequest ?? MAX_BLOCKS_PER_REQUEST;
   const qos = o.qos ?? 1;
-  const stats: BlockServerStats = { requests: 0, blocksServed: 0, bytesServed: 0, refused: 0, errors: 0 };
+  const stats: BlockServerStats = { requests: 0, blocksServed: 0, bytesServed: 0, refused: 0, errors: 0, bytesInFlight: 0, peakBytesInFlight: 0 };
+  const budget = createByteBudget(o.maxBytesInFlight ?? DEFAULT_BYTES_IN_FLIGHT);
 
   const publish = (topic: string, payload: Buffer, properties?: NonNullable<IPublishPacket['properties']>): Promise<void> =>
     new Promise((resolve) => {
@@ -106,6 +148,11 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
         resolve();
       });
     });
+
+  const track = (): void => {
+    stats.bytesInFlight = budget.used();
+    stats.peakBytesInFlight = Math.max(stats.peakBytesInFlight, stats.bytesInFlight);
+  };
 
   async function serve(requestTopic: string, req: BlockRequest, route: Route): Promise<void> {
     if (!checkBlockSize(req.blockSize)) throw new RequestError('EDGEKT_ERR_TOO_LARGE', `block size ${req.blockSize} outside 256 B – 128 KB`);
@@ -119,15 +166,27 @@ export function createBlockServer(o: BlockServerOptions): BlockServer {
     const sends: Promise<void>[] = [];
     for (let i = req.index; i < end; i++) {
       const len = blockLength(i, st.size, req.blockSize);
-      const bytes = Buffer.from(await o.source.read(req.sha256, i * req.blockSize, len));
+      // Budget first, read second: a block is in memory only once it fits in the bytes in flight.
+      await budget.take(len);
+      let bytes: Buffer;
+      try {
+        const read = await o.source.read(req.sha256, i * req.blockSize, len);
+        bytes = Buffer.from(read.buffer, read.byteOffset, read.byteLength); // a view, not a copy
+      } catch (e) {
+        budget.give(len);
+        throw e;
+      }
+      track();
       const sha = createHash('sha256').update(bytes).digest('hex');
       stats.blocksServed++;
       stats.bytesServed += bytes.length;
-      sends.push(
-        route.framed
-          ? publish(route.responseTopic, encodeBlockFrame({ index: i, sha256: sha, correlation: route.correlation }, bytes))
-          : publish(route.responseTopic, bytes, { correlationData: route.correlationData, userProperties: { [PROP_INDEX]: String(i), [PROP_SHA256]: sha } }),
-      );
+      const sent = route.framed
+        ? publish(route.responseTopic, encodeBlockFrame({ index: i, sha256: sha, correlation: route.correlation }, bytes))
+        : publish(route.responseTopic, bytes, { correlationData: route.correlationData, userProperties: { [PROP_INDEX]: String(i), [PROP_SHA256]: sha } });
+      sends.push(sent.finally(() => {
+        budget.give(len);
+        track();
+      }));
     }
     await Promise.all(sends);
   }
