@@ -6,38 +6,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnrolledTrainerFor, cutForProfile, type EnrolledTrainerFor } from '../src/agent/round-enrolment.js';
 import { parseDeviceProfile } from '../src/config/device-profile.js';
 import { parseRoundConfig } from '../src/config/federated.js';
-import type { ImageSet } from '../src/data/types.js';
 import { sizeOf, toWeightsUpdate, validateUpdate, type WeightSet } from '../src/federated/index.js';
 import { weightSetFromModel } from '../src/federated/tfjs-weights.js';
 import { generateKeyPair } from '../src/transport/keys.js';
 import { TINY_PROFILE } from './helpers/fleet.js';
+import { roundData as localData, tinyRoundBase as tinyBase, topologyJson } from './helpers/round-models.js';
 import { inProcessAgent, restartableAedes, sha256, stubCoordinator, type InProcessAgent } from './helpers/rounds.js';
 
 const fleet = generateKeyPair();
 const PROFILE = { ...TINY_PROFILE, budgets: { modelSizeKB: '0.5x' } };
-
-function tinyBase(): tf.LayersModel {
-  const m = tf.sequential({ name: 'fedbase' });
-  m.add(tf.layers.conv2d({ name: 'c1', inputShape: [8, 8, 1], filters: 6, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }));
-  m.add(tf.layers.conv2d({ name: 'c2', filters: 8, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }));
-  m.add(tf.layers.globalAveragePooling2d({ name: 'gap' }));
-  m.add(tf.layers.dense({ name: 'head', units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }));
-  return m;
-}
-
-/** 32 labelled 8×8 images: class k lights the k-th third of the rows (learnable, seeded). */
-function localData(): ImageSet {
-  const n = 32;
-  const x = new Float32Array(n * 64);
-  const y = new Int32Array(n);
-  let s = 7;
-  const rnd = (): number => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
-  for (let i = 0; i < n; i++) {
-    y[i] = i % 3;
-    for (let p = 0; p < 64; p++) x[i * 64 + p] = 0.2 * rnd() + (Math.floor(p / 8 / 3) === y[i] ? 0.8 : 0);
-  }
-  return { x, y, count: n, shape: [8, 8, 1], numClasses: 3, classNames: ['a', 'b', 'c'] };
-}
 
 let broker: Awaited<ReturnType<typeof restartableAedes>>;
 let coord: Awaited<ReturnType<typeof stubCoordinator>>;
@@ -51,7 +28,7 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
   const base = tinyBase();
   global = weightSetFromModel(base);
-  modelJson = JSON.stringify({ format: 'layers-model', modelTopology: base.toJSON(null, false), weightsManifest: [] });
+  modelJson = JSON.stringify(topologyJson(base));
   base.dispose();
   broker = await restartableAedes();
   coord = await stubCoordinator(broker.url);

@@ -10,7 +10,7 @@ afterAll(() => rmSync(cache, { recursive: true, force: true }));
 
 describe('edgekt bench federated --preset tiny', () => {
   it('prints the groups with every condition, spread over 3 seeds, the settings and the seconds', () => {
-    const r = runCli(['bench', 'federated', '--preset', 'tiny', '--json', '--cache', cache], {}, 300_000);
+    const r = runCli(['bench', 'federated', '--preset', 'tiny', '--transport', 'in-process', '--json', '--cache', cache], {}, 300_000);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as {
       groups: Array<Record<string, unknown> & { name: string; params: number; clients: string[] }>;

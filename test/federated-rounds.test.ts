@@ -103,6 +103,9 @@ describe('federated rounds (aedes, SQLite, simulated round clients)', () => {
       { id: 'x-shape', behaviour: { delta: 9, wrongShape: true } },
       { id: 'x-map', behaviour: { delta: 9, badIndexMap: true } },
       { id: 'x-stale', behaviour: { delta: 9, staleRound: true } },
+      // Signed, right round in meta.update, but the manifest names another run's round, or another device.
+      { id: 'x-name', behaviour: { delta: 9, manifestName: 'other-run-r1-a1' } },
+      { id: 'x-device', behaviour: { delta: 9, manifestDevice: 'g1' } },
       { id: 'intruder', profile: 'other', behaviour: { silent: true } },
     ]);
     expect((await startRun(c.api, 'refuse1', { rounds: 1, deadlineSeconds: 20, selection: { minCount: 2, profiles: ['sim-small'] } })).status).toBe(200);
@@ -120,6 +123,8 @@ describe('federated rounds (aedes, SQLite, simulated round clients)', () => {
     expect(codes['x-shape']).toContain('EDGEKT_ERR_UPDATE_SHAPE');
     expect(codes['x-map']).toContain('EDGEKT_ERR_UPDATE_INDEX_MAP');
     expect(codes['x-stale']).toEqual(['EDGEKT_ERR_UPDATE_STALE']);
+    expect(codes['x-name']).toEqual(['EDGEKT_ERR_UPDATE_STALE']);
+    expect(codes['x-device']).toEqual(['EDGEKT_ERR_WRONG_TARGET']);
     expect(codes.intruder).toEqual(['EDGEKT_ERR_ROUND_NOT_SELECTED']);
     expect(result.dropped).toEqual([]);
     // Only g1 and g2 (equal samples): base + (0.5 + 1.5) / 2 = base + 1.

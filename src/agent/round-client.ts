@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { parseRoundConfig, RoundInviteSchema, RoundReportSchema, UpdateSummarySchema, type RoundConfig, type RoundReport } from '../config/federated.js';
+import { parseRoundConfig, RoundInviteSchema, RoundReportSchema, UpdateSummarySchema, updateManifestIdentity, type RoundConfig, type RoundReport } from '../config/federated.js';
 import type { Manifest, ManifestFile } from '../config/manifest.js';
 import type { Clock } from '../core/clock.js';
 import { EdgektError, toEdgektError } from '../core/errors.js';
@@ -213,7 +213,7 @@ export function createRoundClient(d: RoundClientDeps): RoundClient {
       const summary = UpdateSummarySchema.parse({ roundId, round, numSamples: result.numSamples, encoding: config.encoding, payload: update.isDelta ? 'delta' : 'weights', metrics });
       const signed = signManifest(
         await manifestForDir(path.join(dir, 'update'), {
-          kind: 'weights', name: roundId, version: 1, target: { groups: ['coordinators'] }, expiresInSeconds: 7 * 24 * 3600, now: d.clock.now(), meta: { update: summary },
+          kind: 'weights', ...updateManifestIdentity(roundId, d.deviceId), version: 1, expiresInSeconds: 7 * 24 * 3600, now: d.clock.now(), meta: { update: summary },
         }),
         d.deviceKey,
       );

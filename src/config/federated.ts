@@ -173,6 +173,16 @@ export const UpdateSummarySchema = z
   .strict();
 export type UpdateSummary = z.infer<typeof UpdateSummarySchema>;
 
+/**
+ * Name and target of the manifest a device signs over its update: named after the round (whose id
+ * carries the run's), targeting the sending device itself plus the coordinators (as a student
+ * does). The coordinator refuses an update whose manifest names another round or device, so a
+ * device-signed manifest from one round or for one device cannot stand in for another report.
+ */
+export function updateManifestIdentity(roundId: string, deviceId: string): { name: string; target: { devices: string[]; groups: string[] } } {
+  return { name: roundId, target: { devices: [deviceId], groups: ['coordinators'] } };
+}
+
 /** On `rounds/{roundId}/updates/{deviceId}` (QoS 1): an update to pull over `devices/{id}/serve`, or a failed participation. */
 export const RoundReportSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('round-update'), roundId: Id, deviceId: Id, round: z.number().int().nonnegative(), manifest: z.unknown() }).strict(),

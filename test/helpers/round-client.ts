@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { parseRoundConfig, RoundInviteSchema, type RoundConfig, type UpdateSummary } from '../../src/config/federated.js';
+import { parseRoundConfig, RoundInviteSchema, updateManifestIdentity, type RoundConfig, type UpdateSummary } from '../../src/config/federated.js';
 import type { Manifest, ManifestFile } from '../../src/config/manifest.js';
 import { decodeUpdate, encodeUpdate, type ClientUpdate, type WeightSet, type WeightTensor } from '../../src/federated/index.js';
 import { createBlockServer, createMemoryBlockLedger, createMemoryBlockSink, pullFile } from '../../src/transport/blocks/index.js';
@@ -29,6 +29,10 @@ export interface RoundClientBehaviour {
   badIndexMap?: boolean;
   /** Reports (and encodes) round − 1. */
   staleRound?: boolean;
+  /** Signs its update manifest under this name instead of the round's (all else right). */
+  manifestName?: string;
+  /** Signs its update manifest targeting this device instead of itself (all else right). */
+  manifestDevice?: string;
 }
 
 export interface RoundClient {
@@ -102,7 +106,7 @@ export async function startRoundClient(o: { url: string; id: string; fleetKey: K
     const summary: UpdateSummary = { roundId, round, numSamples: update.numSamples, encoding, payload: update.isDelta ? 'delta' : 'weights', metrics: b.metrics ?? {} };
     const now = Date.now();
     const manifest: Manifest = {
-      schema: 1, kind: 'weights', name: `${id}.${roundId}`.slice(0, 128), version: now, target: { devices: [id] },
+      schema: 1, kind: 'weights', ...updateManifestIdentity(b.manifestName ?? roundId, b.manifestDevice ?? id), version: now,
       issuedAt: new Date(now).toISOString(), expires: new Date(now + 3600_000).toISOString(), files: [entry], meta: { update: summary },
     };
     let envelope = signManifest(manifest, key.privateKey);

@@ -5,6 +5,7 @@ import { EdgektError } from '../../core/errors.js';
 import { action, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
 import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
+import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
 import { createInProcessTransport } from '../fed-bench/transport.js';
 import { cacheRoot } from './teacher.js';
 
@@ -43,6 +44,7 @@ interface FedBenchOptions {
   seeds?: number;
   data?: string;
   cache?: string;
+  transport: string;
 }
 
 export function registerBenchFederated(bench: Command, ctx: CliContext): void {
@@ -55,11 +57,13 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--max-steps <n>', 'local steps per client and round', parseIntOption('max-steps'))
     .option('--seeds <n>', 'number of seeds (0..n-1)', parseIntOption('seeds'))
     .option('--data <spec>', 'dataset spec (default fashion-mnist)')
+    .option('--transport <name>', 'mqtt (a spawned Mosquitto, the real coordinator and one agent per client) | in-process', 'mqtt')
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
     .action(
       action(ctx, async (o: FedBenchOptions) => {
         const preset = FED_PRESETS[o.preset as keyof typeof FED_PRESETS];
         if (!preset) throw new EdgektError('EDGEKT_ERR_USAGE', `--preset must be full, quick or tiny, got ${o.preset}`);
+        if (o.transport !== 'mqtt' && o.transport !== 'in-process') throw new EdgektError('EDGEKT_ERR_USAGE', `--transport must be mqtt or in-process, got ${o.transport}`);
         const s: Preset = {
           ...preset,
           ...(o.rounds !== undefined ? { rounds: o.rounds } : {}),
@@ -72,7 +76,9 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
         const log = (line: string): void => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
         const setup = await prepareBench({ ...s, cacheDir: o.cache ?? path.join(cacheRoot(), 'bench-federated') }, log);
         log(`teacher ${(setup.teacherAccuracy * 100).toFixed(2)}%, base ${(setup.baseAccuracy * 100).toFixed(2)}% on ${setup.test.count} test images`);
-        const transport = createInProcessTransport();
+        const transport = o.transport === 'mqtt'
+          ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
+          : createInProcessTransport();
         const runs: SeedRun[] = [];
         try {
           for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));

@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
-import { RoundReportSchema, UpdateSummarySchema, type RoundReport } from '../../config/federated.js';
+import { RoundReportSchema, UpdateSummarySchema, updateManifestIdentity, type RoundReport } from '../../config/federated.js';
 import type { Clock } from '../../core/clock.js';
 import { EdgektError, toEdgektError } from '../../core/errors.js';
 import { decodeUpdate, validateUpdate, type WeightTensor } from '../../federated/index.js';
@@ -101,6 +101,12 @@ export function createRoundIntake(o: RoundIntakeOptions) {
       if (m.kind !== 'weights' || m.files.length !== 1 || !summary.success) throw new EdgektError('EDGEKT_ERR_MALFORMED', 'an update manifest is kind weights with one file and meta.update');
       if (summary.data.roundId !== round.id || summary.data.round !== rec.config.round) {
         throw new EdgektError('EDGEKT_ERR_UPDATE_STALE', `update manifest is for ${summary.data.roundId} round ${summary.data.round}`);
+      }
+      // The signed name and target bind the manifest to this run's round and this device.
+      const want = updateManifestIdentity(round.id, deviceId);
+      if (m.name !== want.name) throw new EdgektError('EDGEKT_ERR_UPDATE_STALE', `update manifest is named ${m.name}, not after round ${round.id}`);
+      if (m.target.devices?.length !== 1 || m.target.devices[0] !== deviceId) {
+        throw new EdgektError('EDGEKT_ERR_WRONG_TARGET', `update manifest targets ${JSON.stringify(m.target.devices ?? [])}, not the reporting device ${deviceId}`);
       }
       const f = m.files[0]!;
       await mkdir(dir, { recursive: true });

@@ -57,8 +57,8 @@ export function createFederatedOps(db: SqlDriver, clock: Clock): FederatedOps {
       const now = clock.now();
       const rows = await db.query(
         `INSERT INTO federated_runs (id, spec, state, round_number, attempt, global_sha256, server_state, created_at, updated_at)
-         VALUES (?, ?, 'running', 0, 1, ?, NULL, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [input.id, json(input.spec), input.globalSha256, now, now],
+         VALUES (?, ?, 'running', ?, 1, ?, NULL, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING *`,
+        [input.id, json(input.spec), input.roundNumber ?? 0, input.globalSha256, now, now],
       );
       if (!rows[0]) throw new EdgektError('EDGEKT_ERR_STORE_CONFLICT', `federated run ${input.id} already exists`, { id: input.id });
       return toRun(rows[0]);

@@ -244,8 +244,12 @@ export interface CoordinatorStore {
   /** Compare-and-set close: moves to `state` with its result only from one of `from`; null when it did not move. */
   finishRound(id: string, state: string, result: JsonObject, from: readonly string[]): Promise<Round | null>;
 
-  /** A duplicate id throws EDGEKT_ERR_STORE_CONFLICT. */
-  createFederatedRun(input: { id: string; spec: JsonObject; globalSha256: string }): Promise<FederatedRun>;
+  /**
+   * A duplicate id throws EDGEKT_ERR_STORE_CONFLICT. `roundNumber` (default 0): the round the
+   * global is from, so a run can go on from another's round-N global (the federated bench runs
+   * each of its rounds this way, with its own global); its next round is roundNumber + 1.
+   */
+  createFederatedRun(input: { id: string; spec: JsonObject; globalSha256: string; roundNumber?: number }): Promise<FederatedRun>;
   getFederatedRun(id: string): Promise<FederatedRun | null>;
   /** Runs by creation time. */
   listFederatedRuns(filter: { states?: readonly string[] }): Promise<FederatedRun[]>;
