@@ -1,11 +1,17 @@
 import { FedAdamSettingsSchema, type RoundConfig } from '../config/federated.js';
 import { learnedUpdate, learnedWeights, type BatchNormStatisticsRule } from './bn-stats.js';
 import { clipUpdate } from './clip.js';
-import { toWeightsUpdate } from './delta.js';
+import { deltaOf, toWeightsUpdate } from './delta.js';
 import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
 import { maskedMean, maskedMedian, maskedTrimmedMean } from './reduce.js';
 import { validateUpdate, type ClientUpdate, type UpdateProblem } from './validate.js';
-import { cloneWeights, type WeightSet, type WeightTensor } from './weights.js';
+import { cloneWeights, l2Norm, type WeightSet, type WeightTensor } from './weights.js';
+
+function medianOf(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
 
 export type StrategyConfig =
   | { kind: 'fedavg' }
@@ -19,6 +25,13 @@ export interface AggregateOptions {
   strategy: StrategyConfig;
   /** Server-side norm clipping of every update's delta before reduction. */
   clip?: number;
+  /**
+   * Norm filter before clipping and reduction (a Krum-like screen): an update whose delta norm is
+   * above this factor × the median delta norm of the round's valid updates is left out (listed in
+   * `rejected`). Scaled attacks (sign-flipped × 10) are 10× the honest norm; honest non-IID
+   * updates stay within ≈ 1.5× of the median. Absent: no filter.
+   */
+  rejectAboveMedian?: number;
   /** Coordinates held by fewer updates keep the global value. Default 1. */
   minHolders?: number;
   /** FedAdam's state from the previous round; absent = zeros. */
@@ -44,6 +57,8 @@ export interface AggregateResult {
   dropped: DroppedUpdate[];
   /** Included updates whose delta was scaled down, with their norm before clipping. */
   clipped: Array<{ clientId: string; norm: number }>;
+  /** Valid updates the norm filter left out, with their norm and the round's threshold. */
+  rejected: Array<{ clientId: string; norm: number; threshold: number }>;
 }
 
 /**
@@ -68,6 +83,16 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
     valid = valid.map(learnedUpdate);
   }
   const withStatistics = (w: Record<string, WeightTensor>): Record<string, WeightTensor> => (local ? { ...cloneWeights(all), ...w } : w);
+  const rejected: AggregateResult['rejected'] = [];
+  if (options.rejectAboveMedian !== undefined && valid.length > 0) {
+    const norms = valid.map((u) => l2Norm(deltaOf(global, u)));
+    const threshold = options.rejectAboveMedian * medianOf(norms);
+    valid = valid.filter((u, i) => {
+      if (!(norms[i]! > threshold)) return true;
+      rejected.push({ clientId: u.clientId, norm: norms[i]!, threshold });
+      return false;
+    });
+  }
   const clipped: AggregateResult['clipped'] = [];
   if (options.clip !== undefined) {
     const maxNorm = options.clip;
@@ -78,7 +103,7 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
     });
   }
   const s = options.strategy;
-  const base = { included: valid.map((u) => u.clientId), dropped, clipped };
+  const base = { included: valid.map((u) => u.clientId), dropped, clipped, rejected };
   const prior = s.kind === 'fedadam' ? (options.state ?? initialFedAdamState(global)) : null;
   if (valid.length === 0) return { ...base, weights: cloneWeights(all), state: prior };
   const minHolders = options.minHolders ?? 1;

@@ -21,18 +21,18 @@ const GROUPS = [
 export const FED_PRESETS: Record<'full' | 'quick' | 'tiny', Preset> = {
   full: {
     data: 'fashion-mnist', serverSamples: 10000, clientSamples: 3200, testSamples: 2000, teacherEpochs: 3, baseEpochs: 5, width: 1,
-    groups: GROUPS, alpha: 0.5, rounds: 5, epochs: 1, batchSize: 32, learningRate: 3e-3, mu: 0.01, maxSteps: 12,
-    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+    groups: GROUPS, alpha: 0.5, rounds: 7, epochs: 1, batchSize: 32, learningRate: 6e-3, mu: 0.01, maxSteps: 12,
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', attackClipFactor: 2, attackRejectFactor: 3, seeds: [0, 1, 2],
   },
   quick: {
     data: 'fashion-mnist', serverSamples: 3000, clientSamples: 1600, testSamples: 1000, teacherEpochs: 2, baseEpochs: 2, width: 0.5,
     groups: GROUPS, alpha: 0.5, rounds: 3, epochs: 1, batchSize: 32, learningRate: 3e-3, mu: 0.01, maxSteps: 6,
-    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', attackClipFactor: 2, attackRejectFactor: 3, seeds: [0, 1, 2],
   },
   tiny: {
     data: 'fashion-mnist', serverSamples: 256, clientSamples: 512, testSamples: 128, teacherEpochs: 1, baseEpochs: 1, width: 0.5,
     groups: GROUPS, alpha: 0.5, rounds: 2, epochs: 1, batchSize: 16, learningRate: 2e-3, mu: 0.01, maxSteps: 1,
-    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', seeds: [0, 1, 2],
+    attackers: 2, attackScale: 10, trimBeta: 0.34, attackClip: 'median', attackClipFactor: 2, attackRejectFactor: 3, seeds: [0, 1, 2],
   },
 };
 

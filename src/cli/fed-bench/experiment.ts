@@ -30,8 +30,12 @@ export interface ExperimentSettings {
   attackers: number;
   attackScale: number;
   trimBeta: number;
-  /** Server clip of the robust condition: 'median' = the median update-delta norm of the round. */
+  /** Server clip of the robust condition: 'median' = attackClipFactor × the median update-delta norm of the round. */
   attackClip: 'median' | 'none';
+  /** Multiple of the round's median norm the clip sits at (default 1: half the honest updates are scaled down too). */
+  attackClipFactor?: number;
+  /** Robust condition: updates above this × the round's median norm are left out before trimming (aggregate's rejectAboveMedian). */
+  attackRejectFactor?: number;
   seeds: number[];
 }
 
@@ -145,8 +149,11 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
         const config = roundConfig(e, `s${o.seed}-${condition}`, r, strategy.kind === 'trimmed-mean' ? 'trimmed-mean' : 'fedavg');
         const updates = await o.transport.round({ roundId: config.roundId, round: r, config, global, clients: fleet });
         let clip: number | undefined;
-        if (strategy.kind === 'trimmed-mean' && e.attackClip === 'median') attackClips.push((clip = median(updates.map((u) => l2Norm(deltaOf(learnedWeights(global), learnedUpdate(u)))))));
-        const res = aggregate(global, updates, { round: r, strategy, ...(clip !== undefined ? { clip } : {}) });
+        const robust = strategy.kind === 'trimmed-mean';
+        if (robust && e.attackClip === 'median') attackClips.push((clip = (e.attackClipFactor ?? 1) * median(updates.map((u) => l2Norm(deltaOf(learnedWeights(global), learnedUpdate(u)))))));
+        const reject = robust && e.attackRejectFactor !== undefined ? { rejectAboveMedian: e.attackRejectFactor } : {};
+        const res = aggregate(global, updates, { round: r, strategy, ...(clip !== undefined ? { clip } : {}), ...reject });
+        if (res.rejected.length) o.log(`seed ${o.seed} ${condition} round ${r}: norm filter left out ${res.rejected.map((d) => `${d.clientId} (${d.norm.toFixed(2)} > ${d.threshold.toFixed(2)})`).join('; ')}`);
         if (res.dropped.length) o.log(`seed ${o.seed} ${condition} round ${r}: dropped ${res.dropped.map((d) => `${d.clientId} (${d.problems.map((p) => p.code).join(',')})`).join('; ')}`);
         global = res.weights;
         o.log(`seed ${o.seed} ${condition}: round ${r}/${e.rounds} aggregated (${res.included.length} updates)`);
