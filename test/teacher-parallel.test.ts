@@ -28,9 +28,10 @@ function data(count: number): ImageSet {
   const x = new Float32Array(count * 64);
   const y = new Int32Array(count);
   for (let i = 0; i < count; i++) {
-    y[i] = i % 3;
+    const label = i % 3;
+    y[i] = label;
     // Class-dependent and left-right asymmetric, so flips and shifts change the loss.
-    for (let p = 0; p < 64; p++) x[i * 64 + p] = (p % 8) / 8 + ((p >> 3) === y[i] * 2 ? 1 : 0) + ((i * 13 + p) % 5) / 10;
+    for (let p = 0; p < 64; p++) x[i * 64 + p] = (p % 8) / 8 + ((p >> 3) === label * 2 ? 1 : 0) + ((i * 13 + p) % 5) / 10;
   }
   return { x, y, count, shape: SHAPE, numClasses: 3, classNames: ['a', 'b', 'c'] };
 }
