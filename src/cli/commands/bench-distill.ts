@@ -13,7 +13,8 @@ import { EdgektError } from '../../core/errors.js';
 import { loadDataset, splitIndices, subset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
 import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
-import { ensureCachedTeacher } from './teacher.js';
+import { TEACHER_PRESETS } from '../../compress/teacher-cache.js';
+import { ensureCachedTeacher, parseTeacherPreset, teacherWorkers } from './teacher.js';
 
 interface BenchDistillCliOptions {
   data: string;
@@ -25,7 +26,8 @@ interface BenchDistillCliOptions {
   width: string;
   lr: string;
   schedule: string;
-  teacherEpochs: string;
+  teacherEpochs?: string;
+  teacherPreset: string;
   methods?: string;
   temperature?: string;
   kdWeight?: string;
@@ -52,7 +54,8 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
     .option('--width <f>', 'lighten width multiplier of the student', '0.5')
     .option('--lr <f>', 'Adam learning rate for every method', '0.003')
     .option('--schedule <s>', 'schedule of the multi-level methods: fitnets | joint', 'fitnets')
-    .option('--teacher-epochs <n>', 'epochs if the cached teacher must be trained first', '3')
+    .option('--teacher-preset <name>', 'cached teacher: quick (3 epochs) or strong (augmented, cosine, all cores; `teacher train --preset strong`)', 'quick')
+    .option('--teacher-epochs <n>', "epochs if the cached teacher must be trained first (default: the preset's)")
     .option('--methods <list>', `comma-separated subset of ${DISTILL_METHODS.join(',')}`)
     .option('--temperature <T>', 'KD temperature for (b)-(d) (default 4)')
     .option('--kd-weight <w>', 'KD weight for (b)-(d) (default 0.7)')
@@ -70,7 +73,8 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const width = parseFloatOption('width')(opts.width);
         const learningRate = parseFloatOption('lr')(opts.lr);
-        const teacherEpochs = parseIntOption('teacher-epochs')(opts.teacherEpochs);
+        const teacherPreset = parseTeacherPreset(opts.teacherPreset);
+        const teacherEpochs = opts.teacherEpochs === undefined ? TEACHER_PRESETS[teacherPreset].epochs : parseIntOption('teacher-epochs')(opts.teacherEpochs);
         const schedule = opts.schedule;
         if (schedule !== 'fitnets' && schedule !== 'joint') throw new EdgektError('EDGEKT_ERR_USAGE', `--schedule must be fitnets or joint, got "${schedule}"`);
         const methods = (opts.methods ? opts.methods.split(',').map((m) => m.trim()) : [...DISTILL_METHODS]) as DistillMethod[];
@@ -80,7 +84,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
 
         const started = performance.now();
         const info = await ctx.backend();
-        const t = await ensureCachedTeacher(ctx, { data: opts.data, seed: 0, epochs: teacherEpochs, batchSize: 64 });
+        const t = await ensureCachedTeacher(ctx, { data: opts.data, seed: 0, epochs: teacherEpochs, batchSize: 64, preset: teacherPreset, workers: teacherWorkers(teacherPreset, undefined, undefined) });
         const data = await loadDataset(opts.data, { seed: 0 });
         const pick = stratified(data.train.y, data.train.count, trainLimit);
         const train = trainLimit >= data.train.count ? data.train : subset(data.train, pick!);

@@ -11,7 +11,7 @@ import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
 import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runCompressCommand } from './compress.js';
-import { cacheRoot, teacherDir } from './teacher.js';
+import { cacheRoot, parseTeacherPreset, teacherDir } from './teacher.js';
 
 interface PaperOptions {
   teacher?: string;
@@ -32,6 +32,7 @@ interface PaperOptions {
   evalLimit: number;
   trainLimit?: number;
   seed: number;
+  teacherPreset: string;
 }
 
 export function registerBenchPaper(bench: Command, ctx: CliContext): void {
@@ -39,6 +40,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .command('paper')
     .description("the paper's table on Fashion-MNIST: cached teacher vs compressed student (params, MACs, batch-1 latency, accuracy)")
     .option('--teacher <dir>', 'teacher directory (default: the cached `edgekt teacher train --data fashion-mnist` model)')
+    .option('--teacher-preset <name>', 'cached teacher when --teacher is not given: quick (3 epochs) or strong (`teacher train --preset strong`)', 'quick')
     .option('--out <dir>', 'compression output (default $EDGEKT_CACHE|.cache/bench-paper)')
     .option('--resume', 'resume an interrupted compression in OUT')
     .option('--json', 'print JSON')
@@ -58,9 +60,9 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--seed <n>', 'seed', parseIntOption('seed'), 0)
     .action(
       action(ctx, async (o: PaperOptions) => {
-        const tdir = o.teacher ?? teacherDir('fashion-mnist', 0);
+        const tdir = o.teacher ?? teacherDir('fashion-mnist', 0, process.env, parseTeacherPreset(o.teacherPreset));
         if (!existsSync(path.join(tdir, 'model.json'))) {
-          throw new EdgektError('EDGEKT_ERR_USAGE', `no teacher in ${tdir}; train it first: edgekt teacher train --data fashion-mnist`);
+          throw new EdgektError('EDGEKT_ERR_USAGE', `no teacher in ${tdir}; train it first: edgekt teacher train --data fashion-mnist --preset ${o.teacherPreset}`);
         }
         const out = o.out ?? path.join(cacheRoot(), 'bench-paper');
         await mkdir(out, { recursive: true });

@@ -1,6 +1,8 @@
+import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { ensureTeacher, teacherCacheDir, type TeacherMeta } from '../../compress/teacher-cache.js';
+import { ensureTeacher, teacherCacheDir, TEACHER_PRESETS, type TeacherMeta, type TeacherPreset } from '../../compress/teacher-cache.js';
+import { loadProfile } from '../../config/profile-files.js';
 import { EdgektError } from '../../core/errors.js';
 import { action, parseIntOption, printJson, type CliContext } from '../context.js';
 import { createTrainingBar } from './distill.js';
@@ -10,8 +12,24 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   return env.EDGEKT_CACHE ? path.resolve(env.EDGEKT_CACHE) : path.resolve('.cache');
 }
 
-export function teacherDir(data: string, seed: number, env: NodeJS.ProcessEnv = process.env): string {
-  return teacherCacheDir(cacheRoot(env), data, seed);
+export function teacherDir(data: string, seed: number, env: NodeJS.ProcessEnv = process.env, preset: TeacherPreset = 'quick'): string {
+  return teacherCacheDir(cacheRoot(env), data, seed, preset);
+}
+
+/** `--teacher-preset` of the benchmarks: 'quick' (the 3-epoch teacher) or 'strong'. */
+export function parseTeacherPreset(value: string): TeacherPreset {
+  if (value === 'quick' || value === 'strong') return value;
+  throw new EdgektError('EDGEKT_ERR_USAGE', `--teacher-preset expects quick or strong, got "${value}"`);
+}
+
+/**
+ * Worker count of a teacher run: --workers, else the --profile's runtime.threads, else for the
+ * strong preset every core of this machine (it is long), and 1 for the quick one (as before).
+ */
+export function teacherWorkers(preset: TeacherPreset, workers: number | undefined, profile: string | undefined): number {
+  if (workers !== undefined) return workers;
+  if (profile !== undefined) return loadProfile(profile).runtime.threads;
+  return preset === 'strong' ? os.availableParallelism() : 1;
 }
 
 export interface CachedTeacherOptions {
@@ -24,6 +42,8 @@ export interface CachedTeacherOptions {
   force?: boolean;
   /** Data-parallel training threads. Default 1. */
   workers?: number;
+  /** Recipe: its cache key, and augmentation for 'strong'. Default 'quick'. */
+  preset?: TeacherPreset;
 }
 
 /** compress/'s ensureTeacher with the CLI's cache location and its progress bar (or JSON logs). */
@@ -33,8 +53,9 @@ export async function ensureCachedTeacher(ctx: CliContext, o: CachedTeacherOptio
   const bar = logger ? null : createTrainingBar(ctx, 'teacher');
   try {
     return await ensureTeacher({
-      dir: o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed), data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize,
+      dir: o.out ? path.resolve(o.out) : teacherDir(o.data, o.seed, process.env, o.preset ?? 'quick'), data: o.data, seed: o.seed, epochs: o.epochs, batchSize: o.batchSize,
       ...(o.limit !== undefined ? { limit: o.limit } : {}), ...(o.force ? { force: true } : {}), ...(o.workers ? { workers: o.workers } : {}), backend: info.backend,
+      ...(o.preset && o.preset !== 'quick' ? { preset: o.preset, augment: TEACHER_PRESETS[o.preset].augment } : {}),
       ...(bar ? { onProgress: bar.update } : {}), ...(logger ? { logger } : {}),
     });
   } finally {
@@ -44,13 +65,15 @@ export async function ensureCachedTeacher(ctx: CliContext, o: CachedTeacherOptio
 
 interface TrainCliOptions {
   data: string;
-  epochs: string;
+  preset: string;
+  epochs?: string;
+  profile?: string;
   seed: string;
   batchSize: string;
   limit?: string;
   out?: string;
   force?: boolean;
-  workers: string;
+  workers?: string;
   json?: boolean;
 }
 
@@ -60,28 +83,31 @@ export function registerTeacher(program: Command, ctx: CliContext): void {
     .command('train')
     .description('train the reference teacher with a fixed seed and cache it (reuses the cache unless --force)')
     .option('--data <spec>', 'dataset spec', 'fashion-mnist')
-    .option('--epochs <n>', 'passes over the training data', '3')
+    .option('--preset <name>', 'recipe: quick (3 epochs) or strong (flips and shifts, cosine rate, 4 epochs, all cores; cached as teachers/<data>-strong-<seed>)', 'quick')
+    .option('--epochs <n>', "passes over the training data (default: the preset's)")
     .option('--seed <n>', 'seed of initializers and shuffling', '0')
     .option('--batch-size <n>', 'batch size', '64')
     .option('--limit <n>', 'use at most N samples of each split (quick runs)')
     .option('--out <dir>', 'output directory (default $EDGEKT_CACHE or .cache: teachers/<data>-<seed>)')
     .option('--force', 'retrain even if a cached teacher exists')
-    .option('--workers <n>', 'data-parallel training threads', '1')
+    .option('--workers <n>', "data-parallel training threads (default: --profile's runtime.threads, else all cores for strong, 1 for quick)")
+    .option('--profile <name|file>', 'device profile whose runtime.threads sets the default --workers')
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: TrainCliOptions) => {
-        const epochs = parseIntOption('epochs')(opts.epochs);
+        const preset = parseTeacherPreset(opts.preset);
+        const epochs = opts.epochs === undefined ? TEACHER_PRESETS[preset].epochs : parseIntOption('epochs')(opts.epochs);
         const seed = parseIntOption('seed')(opts.seed);
         const batchSize = parseIntOption('batch-size')(opts.batchSize);
         const limit = opts.limit === undefined ? undefined : parseIntOption('limit')(opts.limit);
-        const workers = parseIntOption('workers')(opts.workers);
+        const workers = teacherWorkers(preset, opts.workers === undefined ? undefined : parseIntOption('workers')(opts.workers), opts.profile);
         if (epochs < 1 || batchSize < 1 || workers < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--epochs, --batch-size and --workers must be >= 1');
-        const { dir, meta, cached } = await ensureCachedTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force, workers });
+        const { dir, meta, cached } = await ensureCachedTeacher(ctx, { data: opts.data, seed, epochs, batchSize, limit, out: opts.out, force: opts.force, workers, preset });
         if (opts.json) return printJson(ctx, { dir, cached, ...meta });
         if (cached) ctx.out(`cached    ${dir} (use --force to retrain)`);
         else ctx.out(`teacher   ${dir}`);
         ctx.out(`params    ${meta.params.toLocaleString('en-US')}  MACs ${meta.macs.toLocaleString('en-US')}`);
-        ctx.out(`trained   ${meta.epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${meta.backend}${meta.workers && meta.workers > 1 ? ` × ${meta.workers} workers` : ''})`);
+        ctx.out(`trained   ${meta.epochs} epochs on ${meta.trainSamples} samples in ${meta.trainSeconds.toFixed(0)} s (${meta.preset ?? 'quick'}, ${meta.backend}${meta.workers && meta.workers > 1 ? ` × ${meta.workers} workers` : ''})`);
         ctx.out(`accuracy  ${(meta.testAccuracy * 100).toFixed(2)}% on ${meta.testSamples} test samples`);
       }),
     );

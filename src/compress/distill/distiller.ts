@@ -12,6 +12,7 @@ import { createDistillTrainer, DISTILL_DEFAULTS, hintPairs, type DistillPhase, t
 import type { DistillWorkers } from './parallel.js';
 import { createStepper } from './stepper.js';
 import type { BackendChoice } from '../../runtime/backend.js';
+import { augmentSeedAt, type AugmentOptions } from '../../data/augment.js';
 
 export type DistillSchedule = 'fitnets' | 'joint';
 
@@ -75,6 +76,11 @@ export interface DistillOptions extends DistillTrainerOptions {
   pool?: DistillWorkers;
   /** Backend of workers this run starts itself. Default 'auto'. */
   backend?: BackendChoice;
+  /**
+   * Random flips and ±2 px shifts of every training batch (augmentImages), seeded from `seed` and
+   * the step, so a run is reproducible and the same on any worker count. Default off.
+   */
+  augment?: boolean | Omit<AugmentOptions, 'seed'>;
   /** Periodic resumable snapshots, so a killed device loses minutes of a long run, not the run. */
   checkpoint?: DistillCheckpointOptions;
 }
@@ -156,6 +162,7 @@ export async function distill(
   const lrAt = (g: number): number =>
     g < hintSteps ? scheduledLearningRate(lrSchedule, baseLr, g, hintSteps) : scheduledLearningRate(lrSchedule, baseLr, g - hintSteps, totalSteps - hintSteps);
 
+  const augment = options.augment === true ? {} : options.augment || null;
   const run: DistillRunKey = { schedule, lrSchedule, learningRate: baseLr, seed, batchSize, count: data.count, stepsPerEpoch, totalSteps, hintSteps };
   const positionOf = (g: number): DistillState['position'] => ({ globalStep: g, epoch: Math.floor(g / stepsPerEpoch) + 1, step: g % stepsPerEpoch });
 
@@ -178,7 +185,8 @@ export async function distill(
       const { epoch, step } = positionOf(globalStep);
       if (order.epoch !== epoch) order = { epoch, batches: batchIndices(shuffledIndices(data.count, seed * 7919 + epoch), batchSize) };
       const phase = phaseAt(globalStep);
-      const loss = await trainer.step(order.batches[step]!, phase, lrAt(globalStep));
+      const aug = augment ? { ...augment, seed: augmentSeedAt(seed, globalStep) } : undefined;
+      const loss = await trainer.step(order.batches[step]!, phase, lrAt(globalStep), aug);
       globalStep++;
       accumulate(sums, phase, loss);
       if (step + 1 === stepsPerEpoch || globalStep === totalSteps) {

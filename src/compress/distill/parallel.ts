@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../../core/errors.js';
 import type { ImageSet } from '../../data/types.js';
 import { gather } from '../../data/batches.js';
+import { augmentImages, type AugmentOptions } from '../../data/augment.js';
 import type { BackendChoice } from '../../runtime/backend.js';
 import { createChannel, shardSizes, weightedSum, type Channel } from '../../runtime/parallel/channel.js';
 import { modelData } from '../../runtime/parallel/model-data.js';
@@ -38,8 +39,11 @@ export interface DistillWorkers {
 
 /** One distillation run across the workers: the data-parallel counterpart of a DistillTrainer's step. */
 export interface ParallelRun {
-  /** One step on the samples at `indices`: shard gradients averaged by shard size, then one Adam update everywhere. */
-  step(data: ImageSet, indices: Int32Array, phase: DistillPhase, learningRate: number): Promise<LossParts>;
+  /**
+   * One step on the samples at `indices`: shard gradients averaged by shard size, then one Adam
+   * update everywhere. `augment` is applied to the whole batch before it is sharded.
+   */
+  step(data: ImageSet, indices: Int32Array, phase: DistillPhase, learningRate: number, augment?: AugmentOptions): Promise<LossParts>;
   /** Worker 0's state, with the main thread's noise stream. */
   capture(frame: DistillFrame): Promise<DistillState>;
   restore(state: DistillState): Promise<void>;
@@ -78,9 +82,11 @@ export async function createDistillWorkers(teacher: tf.LayersModel | null, o: Di
     const noise = { sigma: options.noiseSigma ?? DISTILL_DEFAULTS.noiseSigma, fraction: options.noiseFraction ?? DISTILL_DEFAULTS.noiseFraction, rng: noiseRng };
     let counts: number[] = channels.map(() => 0);
 
-    async function step(data: ImageSet, indices: Int32Array, phase: DistillPhase, learningRate: number): Promise<LossParts> {
+    async function step(data: ImageSet, indices: Int32Array, phase: DistillPhase, learningRate: number, augment?: AugmentOptions): Promise<LossParts> {
       const n = indices.length;
-      const { x, labels } = gather(data, indices);
+      const gathered = gather(data, indices);
+      const labels = gathered.labels;
+      const x = augment ? augmentImages(gathered.x, [n, ...data.shape], augment) : gathered.x;
       // Drawn once for the whole batch, as one thread would, then sliced: results do not depend on W.
       const factors = teacher ? noisyTeacherFactors(n, k, noise) : null;
       const sizes = shardSizes(n, channels.length);

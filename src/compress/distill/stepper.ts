@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { EdgektError } from '../../core/errors.js';
-import { makeBatch } from '../../data/batches.js';
+import { gather } from '../../data/batches.js';
+import { augmentImages, type AugmentOptions } from '../../data/augment.js';
 import type { ImageSet } from '../../data/types.js';
 import type { DistillOptions } from './distiller.js';
 import type { HintPair } from './hint-points.js';
@@ -13,7 +14,8 @@ import { createDistillTrainer, hintPairs, type DistillPhase, type DistillTrainer
 /** What distill's loop drives: one thread's DistillTrainer, or the same step data-parallel over workers. */
 export interface Stepper {
   readonly pairs: HintPair[];
-  step(indices: Int32Array, phase: DistillPhase, learningRate: number): Promise<LossParts>;
+  /** `augment` (with this step's seed) transforms the batch's images before the step. */
+  step(indices: Int32Array, phase: DistillPhase, learningRate: number, augment?: AugmentOptions): Promise<LossParts>;
   capture(frame: DistillFrame): Promise<DistillState>;
   restore(state: DistillState): Promise<void>;
   /** The trained weights are in the student after this; returns the workers' live tensor counts (data-parallel only). */
@@ -29,12 +31,14 @@ export async function createStepper(teacher: tf.LayersModel | null, student: tf.
     const trainer = createDistillTrainer(teacher, student, { ...options, seed });
     return {
       pairs: trainer.pairs,
-      step: async (indices, phase, lr) => {
-        const batch = makeBatch(data, indices);
+      step: async (indices, phase, lr, augment) => {
+        const g = gather(data, indices);
+        const x = tf.tensor4d(augment ? augmentImages(g.x, [indices.length, ...data.shape], augment) : g.x, [indices.length, ...data.shape]);
+        const y = g.labels ? tf.tensor1d(Float32Array.from(g.labels)) : null;
         try {
-          return trainer.step(batch.x, batch.y, phase, lr);
+          return trainer.step(x, y, phase, lr);
         } finally {
-          tf.dispose([batch.x, ...(batch.y ? [batch.y] : [])]);
+          tf.dispose([x, ...(y ? [y] : [])]);
         }
       },
       capture: (frame) => captureDistillState(trainer, student, frame),
@@ -61,7 +65,7 @@ export async function createStepper(teacher: tf.LayersModel | null, student: tf.
   };
   return {
     pairs: hintPairs(teacher, student, options.hints ?? 'auto'),
-    step: (indices, phase, lr) => run.step(data, indices, phase, lr),
+    step: (indices, phase, lr, augment) => run.step(data, indices, phase, lr, augment),
     capture: (frame) => run.capture(frame),
     restore: (state) => run.restore(state),
     finish: async () => {
