@@ -44,7 +44,7 @@ export type TeacherPreset = 'quick' | 'strong';
  */
 export const TEACHER_PRESETS: Record<TeacherPreset, { epochs: number; batchSize: number; augment: boolean }> = {
   quick: { epochs: 3, batchSize: 64, augment: false },
-  strong: { epochs: 4, batchSize: 64, augment: true },
+  strong: { epochs: 15, batchSize: 64, augment: true },
 };
 
 /**
