@@ -63,6 +63,25 @@ describe('sqlite coordinator store file', () => {
       remove();
     }
   });
+  it('checks execution rows column by column: a bad scalar or JSON column fails with a code', async () => {
+    const { file, remove } = tempFile();
+    try {
+      const store = await createSqliteCoordinatorStore(file, { clock: fakeClock() });
+      const raw = new Database(file);
+      raw.pragma('foreign_keys = OFF'); // rows written by hand, as corruption would be
+      const ins = raw.prepare("INSERT INTO executions (rollout_id, device_id, job_id, state, seq, attempts, progress, dispatched_at, updated_at, error) VALUES ('r', ?, ?, 'running', 1, ?, NULL, 5, 6, ?)");
+      ins.run('a', 'j-a', 2, null);
+      ins.run('b', 'j-b', 'two', null);
+      ins.run('c', 'j-c', 1.5, null);
+      ins.run('d', 'j-d', 1, 'not json');
+      raw.close();
+      expect(await store.getExecution('j-a')).toEqual({ rolloutId: 'r', deviceId: 'a', jobId: 'j-a', state: 'running', seq: 1, attempts: 2, progress: null, dispatchedAt: 5, updatedAt: 6, error: null });
+      for (const j of ['j-b', 'j-c', 'j-d']) await expect(store.getExecution(j)).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_DATA' });
+      await store.close();
+    } finally {
+      remove();
+    }
+  });
 });
 
 describe('sqlite coordinator store: single statements batched into one transaction', () => {

@@ -1,5 +1,4 @@
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import type { CoordinatorStore, Result, ResultFilter } from '../store/coordinator/index.js';
 
 /** One student on the scatter. */
@@ -53,6 +52,8 @@ export async function renderScatterSvg(store: CoordinatorStore, filter: ResultFi
     }
     cursor = page.nextCursor;
   } while (cursor && points.length < maxPoints);
+  // Loaded on the first chart, not at start: vega + vega-lite add ~27 MB to every coordinator's RSS.
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   const view = new vega.View(vega.parse(compile(scatterSpec(points.slice(-maxPoints))).spec), { renderer: 'none' });
   try {
     return { svg: await view.toSVG(), points: Math.min(points.length, maxPoints) };
