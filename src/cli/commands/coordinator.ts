@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { setFlagsFromString } from 'node:v8';
 import pino from 'pino';
 import { parseCoordinatorConfig } from '../../config/coordinator-config.js';
 import { EdgektError } from '../../core/errors.js';
@@ -28,6 +29,10 @@ export function registerCoordinator(program: Command, ctx: CliContext): void {
     .action(
       action(ctx, async (o: { config: string }) => {
         const c = parseCoordinatorConfig(await readText(o.config, '--config'), o.config);
+        // Read by V8 at every major GC, so setting it now applies to the whole run. A flag given
+        // on the command line or in NODE_OPTIONS wins.
+        const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ').includes('heap-growing-percent');
+        if (c.heapGrowingPercent > 0 && !given) setFlagsFromString(`--heap-growing-percent=${c.heapGrowingPercent}`);
         const logger = pino({ level: c.log.level, base: { coordinator: c.id } });
         const store = 'sqlite' in c.store
           ? await createSqliteCoordinatorStore(c.store.sqlite)
