@@ -155,4 +155,24 @@ describe('createOutboxPump', () => {
     await tick();
     expect(outbox.pending().map((r) => r.key)).toEqual(['c']);
   });
+
+  it('stop abandons a publish that never settles after its grace (a dead socket), leaving the row pending', async () => {
+    const outbox = setup();
+    const timers = fakeTimers();
+    const errors: unknown[] = [];
+    const pump = createOutboxPump({ outbox, clock: manualClock(), timers, timeoutMs: 60_000, publish: () => new Promise<void>(() => {}), onError: (e) => errors.push(e) });
+    outbox.enqueue(msg('a'));
+    pump.kick();
+    await tick();
+    let stopped = false;
+    const stopping = pump.stop(2000).then(() => void (stopped = true));
+    await tick();
+    expect(stopped).toBe(false); // within the grace it waits for the in-flight publish
+    expect(timers.delays).toContain(2000);
+    timers.fire();
+    await stopping;
+    expect(stopped).toBe(true);
+    expect(errors).toEqual([]); // abandoning on stop is not a delivery failure
+    expect(outbox.pending().map((r) => r.key)).toEqual(['a']);
+  });
 });

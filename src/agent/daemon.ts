@@ -18,6 +18,7 @@ import { createOutboxPump, type OutboxPump } from '../store/outbox-pump.js';
 import { isTerminal } from '../store/job-states.js';
 import { allowServeResponse, topics } from '../transport/topics.js';
 import { createBlockServer } from '../transport/blocks/index.js';
+import { closeMqttClient } from '../transport/mqtt-close.js';
 import { deviceClientOptions, type BrokerSecrets } from './connection.js';
 import { createExecutor } from './executor.js';
 import { judgeJobPayload } from './intake.js';
@@ -276,7 +277,7 @@ export function createAgent(o: AgentOptions): Agent {
       await loop;
       if (client?.connected) await client.publishAsync(topics.status(id), JSON.stringify(status('offline')), { qos: 1, retain: true }).catch(() => {});
       await pump?.stop();
-      await client?.endAsync();
+      if (client) await closeMqttClient(client);
       db?.close();
     },
   };

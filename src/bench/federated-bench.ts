@@ -3,7 +3,12 @@
  * seed go in, per-group means with their spread over seeds come out. Pure, so a test can feed it.
  */
 
-export const FED_CONDITIONS = ['federated', 'prefix', 'localOnly', 'none', 'attacked', 'attackedFedAvg'] as const;
+/**
+ * `withoutAttackers` is the control of the attack: (a) with the two attackers left out of the fleet
+ * altogether (their data lost, nothing bad aggregated). The gap (a) − withoutAttackers is what losing
+ * their data costs; withoutAttackers − attacked is what the robust aggregation itself costs.
+ */
+export const FED_CONDITIONS = ['federated', 'prefix', 'localOnly', 'none', 'attacked', 'attackedFedAvg', 'withoutAttackers'] as const;
 export type FedCondition = (typeof FED_CONDITIONS)[number];
 
 export interface SeedStat {

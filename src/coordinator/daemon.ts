@@ -6,6 +6,7 @@ import type { CoordinatorConfig } from '../config/coordinator-config.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import type { CoordinatorStore, Execution } from '../store/coordinator/index.js';
 import { createBlockServer, type BlockServer } from '../transport/blocks/index.js';
+import { closeMqttClient } from '../transport/mqtt-close.js';
 import { allowPullResponse, filters, topics } from '../transport/topics.js';
 import { createArtifactStore } from './artifacts.js';
 import { createDashboard, type Dashboard } from './dashboard.js';
@@ -196,7 +197,7 @@ export function createCoordinator(o: CoordinatorOptions): Coordinator {
       dashboard?.close();
       await http?.close();
       await server?.close();
-      await client?.endAsync();
+      if (client) await closeMqttClient(client);
       await o.store.close();
     },
   };

@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   EDGEKT_ERR_MANIFEST_VERSION: 'a manifest version is not newer than the last accepted one for its artifact (replay or downgrade)',
   EDGEKT_ERR_STORE: 'the local store is unusable or inconsistent (schema newer than this build, a row failing its schema, a ledger size mismatch)',
   EDGEKT_ERR_PUBLISH_TIMEOUT: 'an outbox message was not acknowledged by the broker in time',
+  EDGEKT_ERR_PUBLISH_ABANDONED: 'an in-flight outbox message was given up on at stop (it stays queued and is sent on the next start)',
   EDGEKT_ERR_JOB_SPEC: 'a compression job spec is invalid (the message names each bad field)',
   EDGEKT_ERR_UPDATE_NONFINITE: 'a federated update carries NaN or Infinity (or a value float16 cannot hold)',
   EDGEKT_ERR_UPDATE_SHAPE: 'a federated update has a missing, extra or wrongly shaped tensor',

@@ -38,8 +38,13 @@ export interface OutboxPump {
   kick(): void;
   /** Resolves once no row is pending and nothing is in flight (or the pump stopped). */
   whenIdle(): Promise<void>;
-  /** Stops retrying; resolves after the in-flight publish settles. Rows left pending stay in the store. */
-  stop(): Promise<void>;
+  /**
+   * Stops retrying; resolves once the in-flight publish settles, or after `graceMs` (default 2 s)
+   * abandons it: a publish on a dead socket with no reconnect never settles on its own. An abandoned
+   * row stays pending and goes out again on the next start (at least once: receivers are idempotent
+   * by key and sequence). Rows left pending stay in the store.
+   */
+  stop(graceMs?: number): Promise<void>;
   status(): OutboxPumpStatus;
 }
 
@@ -73,6 +78,7 @@ export function createOutboxPump(options: OutboxPumpOptions): OutboxPump {
   let failingSince: number | null = null;
   let lastDeliveredAt: number | null = null;
   let idleWaiters: Array<() => void> = [];
+  let abandonInFlight: (() => void) | null = null;
 
   const settleIdle = (): void => {
     const waiters = idleWaiters;
@@ -83,9 +89,10 @@ export function createOutboxPump(options: OutboxPumpOptions): OutboxPump {
   const withTimeout = (p: Promise<void>): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const cancel = timers.set(() => reject(new EdgektError('EDGEKT_ERR_PUBLISH_TIMEOUT', `publish not acknowledged in ${timeoutMs} ms`)), timeoutMs);
+      abandonInFlight = () => (cancel(), reject(new EdgektError('EDGEKT_ERR_PUBLISH_ABANDONED', 'pump stopped with the publish in flight')));
       p.then(
-        () => (cancel(), resolve()),
-        (e: unknown) => (cancel(), reject(e)),
+        () => (cancel(), (abandonInFlight = null), resolve()),
+        (e: unknown) => (cancel(), (abandonInFlight = null), reject(e)),
       );
     });
 
@@ -100,6 +107,7 @@ export function createOutboxPump(options: OutboxPumpOptions): OutboxPump {
           await withTimeout(options.publish(row));
           options.outbox.markDelivered(row.id);
         } catch (e) {
+          if (stopped) return false;
           attempt += 1;
           failingSince ??= options.clock.now();
           options.onError(e, row, attempt);
@@ -156,13 +164,17 @@ export function createOutboxPump(options: OutboxPumpOptions): OutboxPump {
       if (!loop && !cancelRetry) start();
       return p;
     },
-    async stop() {
+    async stop(graceMs = 2000) {
       stopped = true;
       if (cancelRetry) {
         cancelRetry();
         cancelRetry = null;
       }
-      if (loop) await loop;
+      if (loop) {
+        const cancelGrace = timers.set(() => abandonInFlight?.(), graceMs);
+        await loop;
+        cancelGrace();
+      }
       settleIdle();
     },
     status() {

@@ -245,6 +245,9 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
       const run = await store.createFederatedRun({ id: 'run1', spec: { rounds: 3 }, globalSha256: SHA(1) });
       expect(run).toMatchObject({ id: 'run1', state: 'running', roundNumber: 0, attempt: 1, globalSha256: SHA(1), serverState: null });
       await expect(store.createFederatedRun({ id: 'run1', spec: {}, globalSha256: SHA(1) })).rejects.toMatchObject({ code: 'EDGEKT_ERR_STORE_CONFLICT' });
+      // A run can start later than round 1 (the federated bench resumes a fleet's rounds under a new run id).
+      expect(await store.createFederatedRun({ id: 'run-late', spec: {}, globalSha256: SHA(1), roundNumber: 4 })).toMatchObject({ id: 'run-late', roundNumber: 4 });
+      expect((await store.getFederatedRun('run-late'))!.roundNumber).toBe(4);
       await store.createRound({ id: 'run1.r1.1', runId: 'run1', roundNumber: 1, config: { round: 1 }, state: 'open', deadline: clock.now() + 1000 });
       clock.advance(5);
       await store.createRound({ id: 'other', roundNumber: 1, config: {}, state: 'open', deadline: null });
@@ -267,8 +270,8 @@ export function coordinatorStoreContract(name: string, make: (clock: FakeClock) 
       expect(moved).toMatchObject({ roundNumber: 1, globalSha256: SHA(2), serverState: { step: 1, sha256: SHA(3) } });
       expect(await store.updateFederatedRun('run1', { state: 'completed' }, ['aborted'])).toBeNull();
       expect(await store.updateFederatedRun('run1', { state: 'completed' })).toMatchObject({ state: 'completed' });
-      expect((await store.listFederatedRuns({ states: ['running'] })).map((r) => r.id)).toEqual([]);
-      expect((await store.listFederatedRuns({})).map((r) => r.id)).toEqual(['run1']);
+      expect((await store.listFederatedRuns({ states: ['running'] })).map((r) => r.id)).toEqual(['run-late']);
+      expect((await store.listFederatedRuns({})).map((r) => r.id).sort()).toEqual(['run-late', 'run1']);
       expect(await store.getFederatedRun('nope')).toBeNull();
     }));
 

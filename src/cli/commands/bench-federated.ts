@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { clientMeans, federatedMarkdown, summarizeGroups, verdicts, type ClientAccuracy } from '../../bench/federated-bench.js';
+import { clientMeans, FED_CONDITIONS, federatedMarkdown, type FedCondition, summarizeGroups, verdicts, type ClientAccuracy } from '../../bench/federated-bench.js';
 import { EdgektError } from '../../core/errors.js';
-import { action, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
 import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
 import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
@@ -45,6 +45,17 @@ interface FedBenchOptions {
   data?: string;
   cache?: string;
   transport: string;
+  conditions?: string;
+  trimBeta?: number;
+  attackClipFactor?: number;
+  attackRejectFactor?: number;
+}
+
+function parseConditions(list: string): FedCondition[] {
+  const names = list.split(',').map((c) => c.trim()).filter((c) => c.length > 0);
+  const bad = names.filter((c) => !(FED_CONDITIONS as readonly string[]).includes(c));
+  if (bad.length > 0 || names.length === 0) throw new EdgektError('EDGEKT_ERR_USAGE', `--conditions takes a comma-separated list of ${FED_CONDITIONS.join(', ')}; got ${list}`);
+  return names as FedCondition[];
 }
 
 export function registerBenchFederated(bench: Command, ctx: CliContext): void {
@@ -58,6 +69,10 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--seeds <n>', 'number of seeds (0..n-1)', parseIntOption('seeds'))
     .option('--data <spec>', 'dataset spec (default fashion-mnist)')
     .option('--transport <name>', 'mqtt (a spawned Mosquitto, the real coordinator and one agent per client) | in-process', 'mqtt')
+    .option('--conditions <list>', `only these conditions, comma-separated (diagnostics): ${FED_CONDITIONS.join(',')}`)
+    .option('--trim-beta <x>', 'attacked: share trimmed from each side of every coordinate', parseFloatOption('trim-beta'))
+    .option('--attack-clip-factor <x>', 'attacked: server clip at x × the round\'s median update norm', parseFloatOption('attack-clip-factor'))
+    .option('--attack-reject-factor <x>', 'attacked: leave out updates above x × the round\'s median norm', parseFloatOption('attack-reject-factor'))
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
     .action(
       action(ctx, async (o: FedBenchOptions) => {
@@ -70,6 +85,10 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
           ...(o.seeds !== undefined ? { seeds: Array.from({ length: o.seeds }, (_, i) => i) } : {}),
           ...(o.data !== undefined ? { data: o.data } : {}),
+          ...(o.trimBeta !== undefined ? { trimBeta: o.trimBeta } : {}),
+          ...(o.attackClipFactor !== undefined ? { attackClipFactor: o.attackClipFactor } : {}),
+          ...(o.attackRejectFactor !== undefined ? { attackRejectFactor: o.attackRejectFactor } : {}),
+          ...(o.conditions !== undefined ? { conditions: parseConditions(o.conditions) } : {}),
         };
         const info = await ctx.backend();
         const started = performance.now();

@@ -37,6 +37,8 @@ export interface ExperimentSettings {
   /** Robust condition: updates above this × the round's median norm are left out before trimming (aggregate's rejectAboveMedian). */
   attackRejectFactor?: number;
   seeds: number[];
+  /** Run only these conditions (diagnostics; the report's other columns are then NaN). Absent: all. */
+  conditions?: FedCondition[];
 }
 
 interface SimClient {
@@ -141,9 +143,12 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
     const none = new Map(clients.map((c) => [c.id, evaluateAccuracy(c.imp.student, o.setup.test)]));
     push('none', none);
     const attackerIds = new Set(e.groups.slice(0, e.attackers).map((g) => `${g.name}-1`));
-    const federated = async (condition: FedCondition, variant: 'imp' | 'pre', strategy: StrategyConfig, attacked: boolean): Promise<void> => {
+    const wanted = (c: FedCondition): boolean => !e.conditions || e.conditions.includes(c);
+    const federated = async (condition: FedCondition, variant: 'imp' | 'pre', strategy: StrategyConfig, attackers: 'none' | 'attack' | 'leave-out'): Promise<void> => {
+      if (!wanted(condition)) return;
       const t0 = performance.now();
-      const fleet = fleetOf(clients, o, variant, attacked ? attackerIds : new Set());
+      const all = fleetOf(clients, o, variant, attackers === 'attack' ? attackerIds : new Set());
+      const fleet = attackers === 'leave-out' ? all.filter((f) => !attackerIds.has(f.id)) : all;
       let global: WeightSet = base;
       for (let r = 1; r <= e.rounds; r++) {
         const config = roundConfig(e, `s${o.seed}-${condition}`, r, strategy.kind === 'trimmed-mean' ? 'trimmed-mean' : 'fedavg');
@@ -162,10 +167,10 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
       push(condition, evaluateSlices(clients, variant, () => g, o.setup.test));
       seconds[condition] = (performance.now() - t0) / 1000;
     };
-    await federated('federated', 'imp', { kind: 'fedavg' }, false);
-    await federated('prefix', 'pre', { kind: 'fedavg' }, false);
+    await federated('federated', 'imp', { kind: 'fedavg' }, 'none');
+    await federated('prefix', 'pre', { kind: 'fedavg' }, 'none');
     // Local only: each client alone (FedAvg over one update keeps its own weights and the base elsewhere).
-    {
+    if (wanted('localOnly')) {
       const t0 = performance.now();
       const fleet = fleetOf(clients, o, 'imp', new Set());
       const own = new Map<string, WeightSet>(clients.map((c) => [c.id, base]));
@@ -180,8 +185,9 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
       push('localOnly', evaluateSlices(clients, 'imp', (c) => own.get(c.id)!, o.setup.test));
       seconds.localOnly = (performance.now() - t0) / 1000;
     }
-    await federated('attacked', 'imp', { kind: 'trimmed-mean', beta: e.trimBeta }, true);
-    await federated('attackedFedAvg', 'imp', { kind: 'fedavg' }, true);
+    await federated('attacked', 'imp', { kind: 'trimmed-mean', beta: e.trimBeta }, 'attack');
+    await federated('attackedFedAvg', 'imp', { kind: 'fedavg' }, 'attack');
+    await federated('withoutAttackers', 'imp', { kind: 'fedavg' }, 'leave-out');
   } finally {
     for (const c of clients) {
       c.imp.student.dispose();
