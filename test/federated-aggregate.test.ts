@@ -7,6 +7,8 @@ import {
   l2Norm,
   maskedMedian,
   maskedTrimmedMean,
+  maskedWeightedTrimmedMean,
+  weightedTrimmed,
   sliceForDevice,
   tensor,
   zipWeights,
@@ -72,6 +74,25 @@ describe('trimmed mean and median with masks', () => {
     expect(vals(maskedTrimmedMean(global, updates, 0.4).weights, 'w')).toEqual([2, 4, 2, 2]);
     // β = 0 is the plain unweighted mean.
     expect(vals(maskedTrimmedMean(global, updates.slice(0, 3), 0).weights, 'w')).toEqual([3, 3, 3, 3]);
+  });
+
+  it('sample-weighted trim cuts β of the holders\' weight per side (fractionally) and caps claimed samples at 2 × the median', () => {
+    // Counts 1,1,1000,1,1: median 1, so c3 counts as 2. w0 holders by value: -50(1) 1(1) 2(1) 6(2) 100(1), total 6.
+    // β = 0.2 cuts weight 1.2 per side: keep 0.8 of "1", all of "2", 1.8 of "6" → (0.8 + 2 + 10.8) / 3.6.
+    // w1: 1(1) 2(1) 6(2) 100(1), total 5, cut 1: "2" and "6" whole → 14/3. w2, w3: 1(1) 2(1) 6(2), cut 0.8 → (0.2 + 2 + 7.2) / 2.4.
+    const r = vals(maskedWeightedTrimmedMean(global, updates, 0.2).weights, 'w');
+    [13.6 / 3.6, 14 / 3, 9.4 / 2.4, 9.4 / 2.4].forEach((want, i) => expect(r[i]).toBeCloseTo(want, 6)); // float32 storage
+    // Through aggregate() with the strategy flag: the same values.
+    const viaAggregate = vals(aggregate(global, updates, { round: 1, strategy: { kind: 'trimmed-mean', beta: 0.2, weighted: true } }).weights, 'w');
+    viaAggregate.forEach((v, i) => expect(v).toBeCloseTo(r[i]!, 12));
+    // β = 0 is the capped sample-weighted mean: w2 = (1 + 2 + 2·6) / 4.
+    expect(vals(maskedWeightedTrimmedMean(global, updates, 0).weights, 'w')[2]).toBeCloseTo(3.75, 6);
+    // One coordinate by hand: β = 0.25 of weights 1,1,1,1 drops both ends; β = 0.2 of weights 2,1,1,1 keeps half of the low end's holder.
+    expect(weightedTrimmed([10, 1, 3, 2], [1, 1, 1, 1], 0.25)).toBeCloseTo(2.5, 12);
+    expect(weightedTrimmed([1, 2, 3, 10], [2, 1, 1, 1], 0.2)).toBeCloseTo(2, 12);
+    expect(weightedTrimmed([1, 2, 3, 10], [2, 1, 1, 1], 0)).toBeCloseTo(17 / 5, 12);
+    // β = 0.5 leaves nothing: the weighted median.
+    expect(weightedTrimmed([1, 2, 3, 10], [2, 1, 1, 1], 0.5)).toBe(2);
   });
 
   it('median over holders (even count: mean of the middle two)', () => {

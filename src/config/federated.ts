@@ -52,6 +52,8 @@ const ROUND_RULES = {
   sigma: z.number().nonnegative().default(0),
   /** Trimmed mean: fraction cut from each side per coordinate. */
   trimBeta: z.number().min(0).lt(0.5).default(0.1),
+  /** Trimmed mean: cut β of the holders' sample weight instead of β of their count, and average by weight. */
+  trimWeighted: z.boolean().default(false),
   /** Coordinates held by fewer devices keep the global value (robust strategies). */
   minHolders: z.number().int().positive().default(1),
   fedAdam: FedAdamSettingsSchema.optional(),

@@ -3,7 +3,7 @@ import { learnedUpdate, learnedWeights, type BatchNormStatisticsRule } from './b
 import { clipUpdate } from './clip.js';
 import { deltaOf, toWeightsUpdate } from './delta.js';
 import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
-import { maskedMean, maskedMedian, maskedTrimmedMean } from './reduce.js';
+import { maskedMean, maskedMedian, maskedTrimmedMean, maskedWeightedTrimmedMean } from './reduce.js';
 import { validateUpdate, type ClientUpdate, type UpdateProblem } from './validate.js';
 import { cloneWeights, l2Norm, type WeightSet, type WeightTensor } from './weights.js';
 
@@ -16,7 +16,11 @@ function medianOf(v: readonly number[]): number {
 export type StrategyConfig =
   | { kind: 'fedavg' }
   | ({ kind: 'fedadam' } & FedAdamOptions)
-  | { kind: 'trimmed-mean'; beta: number }
+  /**
+   * `weighted`: β of the holders' sample weight is cut from each end and the rest averaged by weight
+   * (sample counts capped at 2 × the round's median); default: the unweighted trim of Yin et al.
+   */
+  | { kind: 'trimmed-mean'; beta: number; weighted?: boolean }
   | { kind: 'median' };
 
 export interface AggregateOptions {
@@ -111,7 +115,7 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
     case 'fedavg':
       return { ...base, weights: withStatistics(maskedMean(global, valid, minHolders).weights), state: null };
     case 'trimmed-mean':
-      return { ...base, weights: withStatistics(maskedTrimmedMean(global, valid, s.beta, minHolders).weights), state: null };
+      return { ...base, weights: withStatistics((s.weighted ? maskedWeightedTrimmedMean(global, valid, s.beta, minHolders) : maskedTrimmedMean(global, valid, s.beta, minHolders)).weights), state: null };
     case 'median':
       return { ...base, weights: withStatistics(maskedMedian(global, valid, minHolders).weights), state: null };
     case 'fedadam': {
@@ -127,7 +131,7 @@ export function aggregateOptionsFor(config: RoundConfig, state?: FedAdamState | 
     config.strategy === 'fedadam'
       ? { kind: 'fedadam', ...(config.fedAdam ?? FedAdamSettingsSchema.parse({})) }
       : config.strategy === 'trimmed-mean'
-        ? { kind: 'trimmed-mean', beta: config.trimBeta }
+        ? { kind: 'trimmed-mean', beta: config.trimBeta, weighted: config.trimWeighted }
         : config.strategy === 'median'
           ? { kind: 'median' }
           : { kind: 'fedavg' };

@@ -110,3 +110,53 @@ export function maskedTrimmedMean(global: WeightSet, updates: readonly ClientUpd
     return sum / (s.length - 2 * cut);
   });
 }
+
+/**
+ * Sample-weighted coordinate-wise trimmed mean: per coordinate, the holders' values are sorted and
+ * β of their total weight is cut from each end (a holder straddling a cut keeps the part inside);
+ * the rest is averaged by weight. With β = 0 it is FedAvg's masked mean; unlike the unweighted trim
+ * it does not throw away honest holders wholesale when only a few hold a coordinate (h = 6,
+ * β = 0.34 keeps two values of six), and it keeps FedAvg's sample weighting, which matters on
+ * non-IID data. Weights are the updates' sample counts, capped at `weightCap` × the round's median
+ * count, so a client cannot buy influence by claiming samples. β ≥ 0.5 leaves nothing: the weighted
+ * median is returned then.
+ */
+export function maskedWeightedTrimmedMean(global: WeightSet, updates: readonly ClientUpdate[], beta: number, minHolders = 1, weightCap = 2): MaskedResult {
+  const counts = updates.map((u) => u.numSamples).sort((a, b) => a - b);
+  const mid = counts.length >> 1;
+  const medianCount = counts.length % 2 === 1 ? counts[mid]! : (counts[mid - 1]! + counts[mid]!) / 2;
+  const cap = weightCap * medianCount;
+  const capped = updates.map((u) => (u.numSamples > cap ? { ...u, numSamples: cap } : u));
+  return reduceAll(global, capped, minHolders, (v, w) => weightedTrimmed(v, w, beta));
+}
+
+/** Exported for tests: the weighted trimmed mean of one coordinate's holders. */
+export function weightedTrimmed(values: ArrayLike<number>, weights: ArrayLike<number>, beta: number): number {
+  const order = Array.from({ length: values.length }, (_, i) => i).sort((a, b) => values[a]! - values[b]!);
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) total += weights[i]!;
+  const cut = beta * total;
+  if (total - 2 * cut <= 1e-12 * total) {
+    // Nothing would be left: the weighted median (lower one on an exact tie of halves).
+    let acc = 0;
+    for (const i of order) {
+      acc += weights[i]!;
+      if (acc >= total / 2) return values[i]!;
+    }
+    return values[order[order.length - 1]!]!;
+  }
+  let lo = 0; // cumulative weight below the current holder
+  let sum = 0;
+  let kept = 0;
+  for (const i of order) {
+    const w = weights[i]!;
+    const from = Math.max(lo, cut);
+    const to = Math.min(lo + w, total - cut);
+    if (to > from) {
+      sum += values[i]! * (to - from);
+      kept += to - from;
+    }
+    lo += w;
+  }
+  return sum / kept;
+}

@@ -1,8 +1,8 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { clientMeans, FED_CONDITIONS, federatedMarkdown, type FedCondition, summarizeGroups, verdicts, type ClientAccuracy } from '../../bench/federated-bench.js';
 import { EdgektError } from '../../core/errors.js';
-import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
 import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
 import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
@@ -41,14 +41,32 @@ interface FedBenchOptions {
   preset: string;
   rounds?: number;
   maxSteps?: number;
-  seeds?: number;
+  seeds?: number[];
   data?: string;
   cache?: string;
   transport: string;
   conditions?: string;
+  clients?: number | number[];
+  clientSamples?: number;
   trimBeta?: number;
+  trimWeighted?: boolean;
   attackClipFactor?: number;
   attackRejectFactor?: number;
+}
+
+function parseSeedsOption(value: string): number[] {
+  const parts = value.split(',').map((x) => x.trim());
+  const ns = parts.map(Number);
+  if (!ns.every((n) => Number.isInteger(n) && n >= 0) || (parts.length === 1 && ns[0]! < 1)) {
+    throw new InvalidArgumentError(`--seeds expects a count ≥ 1 or a comma-separated list of seeds ≥ 0, got "${value}"`);
+  }
+  return parts.length === 1 ? Array.from({ length: ns[0]! }, (_, i) => i) : [...new Set(ns)];
+}
+
+function groupsWith(groups: Preset['groups'], clients: number | number[]): Preset['groups'] {
+  const counts = Array.isArray(clients) ? clients : groups.map(() => clients);
+  if (counts.length !== groups.length) throw new EdgektError('EDGEKT_ERR_USAGE', `--clients takes one count or ${groups.length} (${groups.map((g) => g.name).join(',')}), got ${counts.length}`);
+  return groups.map((g, i) => ({ ...g, clients: counts[i]! }));
 }
 
 function parseConditions(list: string): FedCondition[] {
@@ -66,11 +84,14 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--preset <name>', 'full (≤ 45 min, docs/benchmarks.md) | quick (a few minutes) | tiny (seconds, tests)', 'full')
     .option('--rounds <n>', 'federated rounds R', parseIntOption('rounds'))
     .option('--max-steps <n>', 'local steps per client and round', parseIntOption('max-steps'))
-    .option('--seeds <n>', 'number of seeds (0..n-1)', parseIntOption('seeds'))
+    .option('--seeds <n|list>', 'number of seeds (0..n-1), or the seeds themselves, comma-separated (e.g. 1,2)', parseSeedsOption)
     .option('--data <spec>', 'dataset spec (default fashion-mnist)')
     .option('--transport <name>', 'mqtt (a spawned Mosquitto, the real coordinator and one agent per client) | in-process', 'mqtt')
+    .option('--clients <n|list>', 'clients per budget group (large,medium,small), e.g. 4,4,4', parseDepthOption('clients'))
+    .option('--client-samples <n>', 'training images dealt to the clients in all (Dirichlet)', parseIntOption('client-samples'))
     .option('--conditions <list>', `only these conditions, comma-separated (diagnostics): ${FED_CONDITIONS.join(',')}`)
     .option('--trim-beta <x>', 'attacked: share trimmed from each side of every coordinate', parseFloatOption('trim-beta'))
+    .option('--trim-weighted', 'attacked: sample-weighted trimmed mean (β of the weight cut from each side)')
     .option('--attack-clip-factor <x>', 'attacked: server clip at x × the round\'s median update norm', parseFloatOption('attack-clip-factor'))
     .option('--attack-reject-factor <x>', 'attacked: leave out updates above x × the round\'s median norm', parseFloatOption('attack-reject-factor'))
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
@@ -83,11 +104,14 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           ...preset,
           ...(o.rounds !== undefined ? { rounds: o.rounds } : {}),
           ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}),
-          ...(o.seeds !== undefined ? { seeds: Array.from({ length: o.seeds }, (_, i) => i) } : {}),
+          ...(o.seeds !== undefined ? { seeds: o.seeds } : {}),
           ...(o.data !== undefined ? { data: o.data } : {}),
           ...(o.trimBeta !== undefined ? { trimBeta: o.trimBeta } : {}),
+          ...(o.trimWeighted ? { trimWeighted: true } : {}),
           ...(o.attackClipFactor !== undefined ? { attackClipFactor: o.attackClipFactor } : {}),
           ...(o.attackRejectFactor !== undefined ? { attackRejectFactor: o.attackRejectFactor } : {}),
+          ...(o.clients !== undefined ? { groups: groupsWith(preset.groups, o.clients) } : {}),
+          ...(o.clientSamples !== undefined ? { clientSamples: o.clientSamples } : {}),
           ...(o.conditions !== undefined ? { conditions: parseConditions(o.conditions) } : {}),
         };
         const info = await ctx.backend();

@@ -30,6 +30,8 @@ export interface ExperimentSettings {
   attackers: number;
   attackScale: number;
   trimBeta: number;
+  /** Robust condition: sample-weighted trimmed mean (β of the weight cut from each side). */
+  trimWeighted?: boolean;
   /** Server clip of the robust condition: 'median' = attackClipFactor × the median update-delta norm of the round. */
   attackClip: 'median' | 'none';
   /** Multiple of the round's median norm the clip sits at (default 1: half the honest updates are scaled down too). */
@@ -55,7 +57,7 @@ const FAR = '2099-01-01T00:00:00Z';
 const RECALIBRATE_BATCHES = 10;
 
 function roundConfig(e: ExperimentSettings, id: string, round: number, strategy: FederatedStrategyName): RoundConfig {
-  return RoundConfigSchema.parse({ type: 'round-config', roundId: `${id}-r${round}`, round, strategy, epochs: e.epochs, learningRate: e.learningRate, batchSize: e.batchSize, mu: e.mu, trimBeta: e.trimBeta, deadline: FAR });
+  return RoundConfigSchema.parse({ type: 'round-config', roundId: `${id}-r${round}`, round, strategy, epochs: e.epochs, learningRate: e.learningRate, batchSize: e.batchSize, mu: e.mu, trimBeta: e.trimBeta, trimWeighted: e.trimWeighted ?? false, deadline: FAR });
 }
 
 function median(v: number[]): number {
@@ -185,7 +187,7 @@ export async function runSeed(o: SeedRunOptions): Promise<SeedRun> {
       push('localOnly', evaluateSlices(clients, 'imp', (c) => own.get(c.id)!, o.setup.test));
       seconds.localOnly = (performance.now() - t0) / 1000;
     }
-    await federated('attacked', 'imp', { kind: 'trimmed-mean', beta: e.trimBeta }, 'attack');
+    await federated('attacked', 'imp', { kind: 'trimmed-mean', beta: e.trimBeta, weighted: e.trimWeighted ?? false }, 'attack');
     await federated('attackedFedAvg', 'imp', { kind: 'fedavg' }, 'attack');
     await federated('withoutAttackers', 'imp', { kind: 'fedavg' }, 'leave-out');
   } finally {
