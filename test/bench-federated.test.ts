@@ -37,4 +37,18 @@ describe('edgekt bench federated --preset tiny', () => {
     // Every condition ran for every seed (progress lines on stderr).
     for (const seed of [0, 1, 2]) for (const c of FED_CONDITIONS) expect(r.stderr).toContain(`seed ${seed} ${c}: large`);
   });
+
+  it('runs only the conditions asked for, on the seeds listed; refuses an unknown condition with a usage error', () => {
+    const r = runCli(['bench', 'federated', '--preset', 'tiny', '--transport', 'in-process', '--json', '--cache', cache, '--seeds', '2,1', '--conditions', 'withoutAttackers'], {}, 300_000);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { groups: Array<Record<string, { perSeed: number[] }>>; settings: { seeds: number[] } };
+    expect(out.settings.seeds).toEqual([2, 1]);
+    expect(out.groups[0]!.withoutAttackers!.perSeed.every((a) => a >= 0 && a <= 1)).toBe(true);
+    expect(r.stderr).toContain('seed 2 withoutAttackers: large');
+    expect(r.stderr).not.toContain('seed 2 federated: large');
+    expect(r.stderr).not.toContain('seed 0 ');
+    const bad = runCli(['bench', 'federated', '--preset', 'tiny', '--transport', 'in-process', '--cache', cache, '--conditions', 'federated,nope']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('EDGEKT_ERR_USAGE');
+  });
 });
