@@ -145,7 +145,7 @@ export async function createMqttTransport(o: MqttTransportOptions): Promise<Roun
         const global = await artifacts.publishFile(`${runId}/global-r${req.round - 1}`, 'global.ekup', encodeGlobal(req.global, req.round - 1, `${runId}-start`));
         const c = req.config;
         const spec = FederatedRunSpecSchema.parse({
-          rounds: req.round, strategy: c.strategy, epochs: c.epochs, learningRate: c.learningRate, batchSize: c.batchSize, mu: c.mu, sigma: c.sigma, trimBeta: c.trimBeta,
+          rounds: req.round, strategy: c.strategy, epochs: c.epochs, learningRate: c.learningRate, batchSize: c.batchSize, mu: c.mu, sigma: c.sigma, trimBeta: c.trimBeta, trimWeighted: c.trimWeighted,
           minHolders: c.minHolders, encoding: c.encoding, ...(c.clip !== undefined ? { clip: c.clip } : {}), deadlineSeconds: o.deadlineSeconds ?? 3600, maxAttempts: 1,
           selection: { fraction: 1, minCount: req.clients.length, profiles: req.clients.map((k) => `fedbench-${k.id}`), idleOnly: false },
         });
