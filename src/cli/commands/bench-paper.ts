@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
@@ -14,6 +15,7 @@ import { runCompressCommand } from './compress.js';
 import { cacheRoot, parseTeacherPreset, teacherDir } from './teacher.js';
 
 interface PaperOptions {
+  workers?: number;
   teacher?: string;
   out?: string;
   resume?: boolean;
@@ -58,6 +60,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
     .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
     .option('--seed <n>', 'seed', parseIntOption('seed'), 0)
+    .option('--workers <n>', `data-parallel training threads for distillation and fine-tunes (default: all cores, ${os.availableParallelism()} here)`, parseIntOption('workers'))
     .action(
       action(ctx, async (o: PaperOptions) => {
         const tdir = o.teacher ?? teacherDir('fashion-mnist', 0, process.env, parseTeacherPreset(o.teacherPreset));
@@ -78,7 +81,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const started = performance.now();
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
-          seed: o.seed, width: o.width, ...(o.depth !== undefined ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== undefined ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
           schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
           batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
