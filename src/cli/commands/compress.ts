@@ -53,7 +53,9 @@ export function progressLines(say: (line: string) => void, everyMs = 30_000, now
         const t = now();
         if (t - (last.get(p.stage) ?? -Infinity) < everyMs && p.done < p.total) return;
         last.set(p.stage, t);
-        say(`compress: ${p.stage} ${p.done}/${p.total} (${Math.round((100 * p.done) / Math.max(1, p.total))}%)${p.detail ? ` ${p.detail}` : ''}`);
+        // total 0: an event with no extent (a checkpoint note at step `done`), not a fraction.
+        const at = p.total > 0 ? `${p.done}/${p.total} (${Math.round((100 * p.done) / p.total)}%)` : `step ${p.done}`;
+        say(`compress: ${p.stage} ${at}${p.detail ? ` ${p.detail}` : ''}`);
       }
     },
     stop: () => {},
