@@ -1,5 +1,9 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { clientMeans, FED_CONDITIONS, federatedMarkdown, type FedCondition, summarizeGroups, verdicts, type ClientAccuracy } from '../../bench/federated-bench.js';
 import { EdgektError } from '../../core/errors.js';
 import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
@@ -8,6 +12,8 @@ import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
 import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
 import { createInProcessTransport } from '../fed-bench/transport.js';
 import { cacheRoot } from './teacher.js';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'edgekt.js');
 
 type Preset = Omit<SetupSettings, 'cacheDir'> & ExperimentSettings;
 
@@ -56,17 +62,78 @@ interface FedBenchOptions {
   clientSamples?: number;
   trimBeta?: number;
   trimUnweighted?: boolean;
+  jobs?: number;
+  seedRunsOut?: string;
   attackClipFactor?: number;
   attackRejectFactor?: number;
 }
 
 function parseSeedsOption(value: string): number[] {
-  const parts = value.split(',').map((x) => x.trim());
+  // A comma makes a list ("2," is seed 2 alone); a bare number is a count (3 = seeds 0, 1, 2).
+  const list = value.includes(',');
+  const parts = value.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
   const ns = parts.map(Number);
-  if (!ns.every((n) => Number.isInteger(n) && n >= 0) || (parts.length === 1 && ns[0]! < 1)) {
-    throw new InvalidArgumentError(`--seeds expects a count ≥ 1 or a comma-separated list of seeds ≥ 0, got "${value}"`);
+  if (parts.length === 0 || !ns.every((n) => Number.isInteger(n) && n >= 0) || (!list && ns[0]! < 1)) {
+    throw new InvalidArgumentError(`--seeds expects a count ≥ 1 or a comma-separated list of seeds ≥ 0 (one seed: "2,"), got "${value}"`);
   }
-  return parts.length === 1 ? Array.from({ length: ns[0]! }, (_, i) => i) : [...new Set(ns)];
+  return list ? [...new Set(ns)] : Array.from({ length: ns[0]! }, (_, i) => i);
+}
+
+/** argv of this command without the options a child gets its own values for. */
+function childArgs(seeds: number[], out: string): string[] {
+  const own = new Set(['--jobs', '--seeds', '--seed-runs-out']);
+  const args: string[] = [];
+  const argv = process.argv.slice(2);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.split('=')[0]!;
+    if (own.has(name)) {
+      if (!a.includes('=')) i++;
+      continue;
+    }
+    if (a === '--json') continue;
+    args.push(a);
+  }
+  return [...args, '--seeds', `${seeds.join(',')},`, '--jobs', '1', '--seed-runs-out', out];
+}
+
+/**
+ * Runs the seeds in `jobs` child processes of this command (round-robin), each with its own broker
+ * and transport, their progress lines forwarded with a prefix; returns the per-seed results in the
+ * order of `seeds`. A seed's result does not depend on which process ran it.
+ */
+async function runSeedsInChildren(seeds: number[], jobs: number, log: (line: string) => void): Promise<SeedRun[]> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'edgekt-fedbench-jobs-'));
+  try {
+    const shares = Array.from({ length: jobs }, (_, k) => seeds.filter((_, i) => i % jobs === k));
+    log(`running seeds in ${jobs} processes: ${shares.map((sh) => sh.join(',')).join(' | ')}`);
+    const results = await Promise.all(shares.map((share, k) => new Promise<SeedRun[]>((resolve, reject) => {
+      const out = path.join(dir, `job-${k}.json`);
+      const child = spawn(process.execPath, [...process.execArgv, BIN, ...childArgs(share, out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let tail = '';
+      let last: string[] = [];
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        const lines = (tail + chunk).split('\n');
+        tail = lines.pop() ?? '';
+        for (const line of lines) {
+          if (line.includes('[NODE-CRON]')) continue;
+          last = [...last.slice(-19), line];
+          log(`[job ${k + 1}] ${line.replace(/^\[\s*\d+ s\] /, '')}`);
+        }
+      });
+      child.on('error', reject);
+      child.on('close', (code) => {
+        if (code !== 0) return reject(new EdgektError('EDGEKT_ERR_INTERNAL', `bench federated child for seeds ${share.join(',')} exited with ${code}: ${last.slice(-5).join(' | ')}`));
+        readFile(out, 'utf8').then((t) => resolve(JSON.parse(t) as SeedRun[]), reject);
+      });
+    })));
+    const bySeed = new Map<number, SeedRun>();
+    shares.forEach((share, k) => share.forEach((seed, i) => bySeed.set(seed, results[k]![i]!)));
+    return seeds.map((seed) => bySeed.get(seed)!);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function groupsWith(groups: Preset['groups'], clients: number | number[]): Preset['groups'] {
@@ -90,7 +157,7 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--preset <name>', 'full (≤ 45 min, docs/benchmarks.md) | quick (a few minutes) | tiny (seconds, tests)', 'full')
     .option('--rounds <n>', 'federated rounds R', parseIntOption('rounds'))
     .option('--max-steps <n>', 'local steps per client and round', parseIntOption('max-steps'))
-    .option('--seeds <n|list>', 'number of seeds (0..n-1), or the seeds themselves, comma-separated (e.g. 1,2)', parseSeedsOption)
+    .option('--seeds <n|list>', 'number of seeds (0..n-1), or the seeds themselves, comma-separated (e.g. 1,2; one seed: 2,)', parseSeedsOption)
     .option('--data <spec>', 'dataset spec (default fashion-mnist)')
     .option('--transport <name>', 'mqtt (a spawned Mosquitto, the real coordinator and one agent per client) | in-process', 'mqtt')
     .option('--clients <n|list>', 'clients per budget group (large,medium,small), e.g. 4,4,4', parseDepthOption('clients'))
@@ -101,6 +168,8 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--attack-clip-factor <x>', 'attacked: server clip at x × the round\'s median update norm', parseFloatOption('attack-clip-factor'))
     .option('--attack-reject-factor <x>', 'attacked: leave out updates above x × the round\'s median norm', parseFloatOption('attack-reject-factor'))
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
+    .option('--jobs <n>', `seeds run in parallel, one process each with its own broker (default: the cores, ${os.availableParallelism()} here, at most one per seed); results do not depend on it`, parseIntOption('jobs'))
+    .addOption(new Option('--seed-runs-out <file>', 'internal: a --jobs child writes its raw per-seed results here').hideHelp())
     .action(
       action(ctx, async (o: FedBenchOptions) => {
         const preset = FED_PRESETS[o.preset as keyof typeof FED_PRESETS];
@@ -125,16 +194,31 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
         const log = (line: string): void => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
         const setup = await prepareBench({ ...s, cacheDir: o.cache ?? path.join(cacheRoot(), 'bench-federated') }, log);
         log(`teacher ${(setup.teacherAccuracy * 100).toFixed(2)}%, base ${(setup.baseAccuracy * 100).toFixed(2)}% on ${setup.test.count} test images`);
-        const transport = o.transport === 'mqtt'
-          ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
-          : createInProcessTransport();
-        const runs: SeedRun[] = [];
-        try {
-          for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));
-        } finally {
-          await transport.close();
+        const params = { teacher: setup.teacher.countParams(), base: setup.base.countParams() };
+        const jobs = Math.max(1, Math.min(o.jobs ?? os.availableParallelism(), s.seeds.length));
+        let runs: SeedRun[] = [];
+        let transportName: string = o.transport;
+        if (jobs > 1 && !o.seedRunsOut) {
+          // Teacher and base are cached now; each child loads them and runs its share of the seeds.
           setup.teacher.dispose();
           setup.base.dispose();
+          runs = await runSeedsInChildren(s.seeds, jobs, log);
+        } else {
+          const transport = o.transport === 'mqtt'
+            ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
+            : createInProcessTransport();
+          transportName = transport.name;
+          try {
+            for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));
+          } finally {
+            await transport.close();
+            setup.teacher.dispose();
+            setup.base.dispose();
+          }
+          if (o.seedRunsOut) {
+            await writeFile(o.seedRunsOut, JSON.stringify(runs));
+            return;
+          }
         }
         const rows: ClientAccuracy[] = runs.flatMap((r) => r.rows);
         const groups = summarizeGroups(runs[0]!.groups, rows, s.seeds);
@@ -142,9 +226,9 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           groups,
           clients: clientMeans(rows),
           verdicts: verdicts(groups),
-          settings: { ...s, transport: transport.name, backend: info.backend, testSet: `Fashion-MNIST test, ${setup.test.count} images (seeded pick)` },
-          teacher: { accuracy: setup.teacherAccuracy, params: setup.teacher.countParams(), cached: setup.cached.teacher, trainSeconds: setup.seconds.teacher },
-          base: { accuracy: setup.baseAccuracy, params: setup.base.countParams(), cached: setup.cached.base, trainSeconds: setup.seconds.base },
+          settings: { ...s, transport: transportName, jobs, backend: info.backend, testSet: `Fashion-MNIST test, ${setup.test.count} images (seeded pick)` },
+          teacher: { accuracy: setup.teacherAccuracy, params: params.teacher, cached: setup.cached.teacher, trainSeconds: setup.seconds.teacher },
+          base: { accuracy: setup.baseAccuracy, params: params.base, cached: setup.cached.base, trainSeconds: setup.seconds.base },
           perSeed: runs.map((r, i) => ({ seed: s.seeds[i], clientSamples: r.clientSamples, seconds: r.seconds, attackClips: r.attackClips })),
           seconds: (performance.now() - started) / 1000,
         };
