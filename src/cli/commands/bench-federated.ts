@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -104,12 +105,17 @@ function childArgs(seeds: number[], out: string): string[] {
  */
 async function runSeedsInChildren(seeds: number[], jobs: number, log: (line: string) => void): Promise<SeedRun[]> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'edgekt-fedbench-jobs-'));
+  const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
+  process.once('exit', removeDir);
   try {
     const shares = Array.from({ length: jobs }, (_, k) => seeds.filter((_, i) => i % jobs === k));
     log(`running seeds in ${jobs} processes: ${shares.map((sh) => sh.join(',')).join(' | ')}`);
     const results = await Promise.all(shares.map((share, k) => new Promise<SeedRun[]>((resolve, reject) => {
       const out = path.join(dir, `job-${k}.json`);
       const child = spawn(process.execPath, [...process.execArgv, BIN, ...childArgs(share, out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const stopChild = (): void => void child.kill('SIGTERM');
+      process.once('exit', stopChild);
+      child.on('close', () => process.removeListener('exit', stopChild));
       let tail = '';
       let last: string[] = [];
       child.stderr.setEncoding('utf8');
@@ -132,6 +138,7 @@ async function runSeedsInChildren(seeds: number[], jobs: number, log: (line: str
     shares.forEach((share, k) => share.forEach((seed, i) => bySeed.set(seed, results[k]![i]!)));
     return seeds.map((seed) => bySeed.get(seed)!);
   } finally {
+    process.removeListener('exit', removeDir);
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -189,6 +196,9 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           ...(o.clientSamples !== undefined ? { clientSamples: o.clientSamples } : {}),
           ...(o.conditions !== undefined ? { conditions: parseConditions(o.conditions) } : {}),
         };
+        // Ctrl-C or SIGTERM: exit through process.exit, so the 'exit' hooks stop the brokers and the child processes.
+        const onSignal = (sig: NodeJS.Signals): void => process.exit(sig === 'SIGINT' ? 130 : 143);
+        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
         const info = await ctx.backend();
         const started = performance.now();
         const log = (line: string): void => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);

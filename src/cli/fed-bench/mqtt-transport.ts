@@ -57,7 +57,14 @@ export async function createMqttTransport(o: MqttTransportOptions): Promise<Roun
   const logger: Logger = pino({ level: 'warn' }, { write: (s: string) => o.log(`mqtt transport: ${s.trim()}`) });
   /** The current round's trainers and their turns, by device id. */
   let current: { config: RoundConfig; trainers: Map<string, { trainer: RoundTrainer; turn: Promise<void>; done: () => void }> } | null = null;
+  // On an early exit (the command's signal handler calls process.exit) the broker and the temp dir go too.
+  const onExit = (): void => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const close = async (): Promise<void> => {
+    process.removeListener('exit', onExit);
     for (const a of agents.values()) await a.stop().catch(() => {});
     await coordinator?.stop().catch(() => {});
     for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
