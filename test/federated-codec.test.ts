@@ -136,10 +136,11 @@ describe('round config', () => {
   const base = { type: 'round-config', roundId: 'r-1', round: 1, strategy: 'fedadam', epochs: 1, learningRate: 0.01, batchSize: 32, deadline: '2026-01-01T00:00:00Z' };
   it('fills defaults and maps to the server options', () => {
     const c = parseRoundConfig({ ...base, clip: 2 });
-    expect(c).toMatchObject({ mu: 0, sigma: 0, trimBeta: 0.1, minHolders: 1, selection: { fraction: 1, minCount: 1, profiles: [] }, encoding: 'float32' });
+    expect(c).toMatchObject({ mu: 0, sigma: 0, trimBeta: 0.1, trimWeighted: false, minHolders: 1, selection: { fraction: 1, minCount: 1, profiles: [] }, encoding: 'float32' });
     expect(aggregateOptionsFor(c)).toEqual({ round: 1, strategy: { kind: 'fedadam', beta1: 0.9, beta2: 0.99, tau: 1e-3, eta: 1e-2 }, minHolders: 1, clip: 2 });
     expect(aggregateOptionsFor(parseRoundConfig({ ...base, strategy: 'fedprox', mu: 0.01 })).strategy).toEqual({ kind: 'fedavg' });
-    expect(aggregateOptionsFor(parseRoundConfig({ ...base, strategy: 'trimmed-mean', trimBeta: 0.2 })).strategy).toEqual({ kind: 'trimmed-mean', beta: 0.2 });
+    expect(aggregateOptionsFor(parseRoundConfig({ ...base, strategy: 'trimmed-mean', trimBeta: 0.2 })).strategy).toEqual({ kind: 'trimmed-mean', beta: 0.2, weighted: false });
+    expect(aggregateOptionsFor(parseRoundConfig({ ...base, strategy: 'trimmed-mean', trimBeta: 0.1, trimWeighted: true })).strategy).toEqual({ kind: 'trimmed-mean', beta: 0.1, weighted: true });
   });
   it('refuses noise without a clip bound, β ≥ 0.5 and unknown fields', () => {
     expect(codeOf(() => parseRoundConfig({ ...base, sigma: 1 }))).toBe('EDGEKT_ERR_MALFORMED');
