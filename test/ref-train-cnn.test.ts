@@ -42,7 +42,12 @@ function trainer(variant: RefTrainCnnVariant, seed: number) {
 async function lossCurve(backend: string, variant: RefTrainCnnVariant, steps: number): Promise<number[]> {
   await tf.setBackend(backend);
   const t = trainer(variant, 3);
-  const losses = Array.from({ length: steps }, () => t.step());
+  const losses: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    losses.push(t.step());
+    // Yield between the synchronous steps (seconds each on cpu) so the worker answers vitest's RPC.
+    await new Promise((r) => setImmediate(r));
+  }
   t.dispose();
   return losses;
 }
