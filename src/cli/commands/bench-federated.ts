@@ -81,8 +81,8 @@ function parseSeedsOption(value: string): number[] {
 }
 
 /** argv of this command without the options a child gets its own values for. */
-function childArgs(seeds: number[], out: string): string[] {
-  const own = new Set(['--jobs', '--seeds', '--seed-runs-out']);
+function childArgs(seeds: number[], conditions: readonly FedCondition[], out: string): string[] {
+  const own = new Set(['--jobs', '--seeds', '--seed-runs-out', '--conditions']);
   const args: string[] = [];
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
@@ -95,27 +95,56 @@ function childArgs(seeds: number[], out: string): string[] {
     if (a === '--json') continue;
     args.push(a);
   }
-  return [...args, '--seeds', `${seeds.join(',')},`, '--jobs', '1', '--seed-runs-out', out];
+  return [...args, '--seeds', `${seeds.join(',')},`, '--conditions', conditions.join(','), '--jobs', '1', '--seed-runs-out', out];
+}
+
+/** The two halves a seed is split into for --jobs (about equal work: 767 s and 605 s per seed in the 2026-12-06 run). */
+const HALVES: ReadonlyArray<readonly FedCondition[]> = [
+  ['federated', 'prefix', 'localOnly'],
+  ['attacked', 'attackedFedAvg', 'withoutAttackers'],
+];
+
+/** One seed's results from its halves: rows of each condition once (`none` runs in every half: kept from the first). */
+export function mergeSeedHalves(parts: readonly SeedRun[]): SeedRun {
+  const [first] = parts;
+  if (!first) throw new EdgektError('EDGEKT_ERR_INTERNAL', 'no results to merge');
+  const seen = new Set<string>();
+  const rows = parts.flatMap((p) => p.rows).filter((r) => {
+    const key = `${r.condition}/${r.client}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  return { ...first, rows, seconds: Object.assign({}, ...parts.map((p) => p.seconds)), attackClips: parts.flatMap((p) => p.attackClips) };
 }
 
 /**
- * Runs the seeds in `jobs` child processes of this command (round-robin), each with its own broker
- * and transport, their progress lines forwarded with a prefix; returns the per-seed results in the
- * order of `seeds`. A seed's result does not depend on which process ran it.
+ * Runs the seeds in child processes of this command, at most `jobs` at a time, each with its own
+ * broker and transport. Each seed is split in two halves of its conditions (HALVES), so 3 seeds make
+ * 6 units for 2 processes instead of 3 (a 2-seed process set the makespan before). Progress lines
+ * are forwarded with a prefix; the results come back in the order of `seeds`. A seed's result does
+ * not depend on which process ran it (the memo that shares round-1 training within a process only
+ * saves time).
  */
-async function runSeedsInChildren(seeds: number[], jobs: number, log: (line: string) => void): Promise<SeedRun[]> {
+async function runSeedsInChildren(seeds: number[], conditions: readonly FedCondition[] | undefined, jobs: number, log: (line: string) => void): Promise<SeedRun[]> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'edgekt-fedbench-jobs-'));
   const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
   process.once('exit', removeDir);
   try {
-    const shares = Array.from({ length: jobs }, (_, k) => seeds.filter((_, i) => i % jobs === k));
-    log(`running seeds in ${jobs} processes: ${shares.map((sh) => sh.join(',')).join(' | ')}`);
-    const results = await Promise.all(shares.map((share, k) => new Promise<SeedRun[]>((resolve, reject) => {
-      const out = path.join(dir, `job-${k}.json`);
-      const child = spawn(process.execPath, [...process.execArgv, BIN, ...childArgs(share, out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const wanted = conditions ?? FED_CONDITIONS;
+    const halves = HALVES.map((h) => h.filter((c) => wanted.includes(c))).filter((h) => h.length > 0);
+    const halvesOrNone = halves.length > 0 ? halves : [['none'] as FedCondition[]];
+    // Longest first: every seed's first half, then every seed's second half.
+    const units = halvesOrNone.flatMap((h, k) => seeds.map((seed) => ({ seed, half: k, conditions: h })));
+    log(`running ${units.length} units (seed × half of the conditions) in ${jobs} processes at a time`);
+    const results = new Map<string, SeedRun>();
+    let next = 0;
+    const runUnit = (u: (typeof units)[number]): Promise<void> => new Promise<void>((resolve, reject) => {
+      const out = path.join(dir, `seed-${u.seed}-${u.half}.json`);
+      const tag = `seed ${u.seed}/${u.half + 1}`;
+      const child = spawn(process.execPath, [...process.execArgv, BIN, ...childArgs([u.seed], u.conditions, out)], { stdio: ['ignore', 'ignore', 'pipe'] });
       const stopChild = (): void => void child.kill('SIGTERM');
       process.once('exit', stopChild);
-      child.on('close', () => process.removeListener('exit', stopChild));
       let tail = '';
       let last: string[] = [];
       child.stderr.setEncoding('utf8');
@@ -125,18 +154,24 @@ async function runSeedsInChildren(seeds: number[], jobs: number, log: (line: str
         for (const line of lines) {
           if (line.includes('[NODE-CRON]')) continue;
           last = [...last.slice(-19), line];
-          log(`[job ${k + 1}] ${line.replace(/^\[\s*\d+ s\] /, '')}`);
+          log(`[${tag}] ${line.replace(/^\[\s*\d+ s\] /, '')}`);
         }
       });
       child.on('error', reject);
       child.on('close', (code) => {
-        if (code !== 0) return reject(new EdgektError('EDGEKT_ERR_INTERNAL', `bench federated child for seeds ${share.join(',')} exited with ${code}: ${last.slice(-5).join(' | ')}`));
-        readFile(out, 'utf8').then((t) => resolve(JSON.parse(t) as SeedRun[]), reject);
+        process.removeListener('exit', stopChild);
+        if (code !== 0) return reject(new EdgektError('EDGEKT_ERR_INTERNAL', `bench federated child for ${tag} (${u.conditions.join(',')}) exited with ${code}: ${last.slice(-5).join(' | ')}`));
+        readFile(out, 'utf8').then((t) => {
+          results.set(`${u.seed}/${u.half}`, (JSON.parse(t) as SeedRun[])[0]!);
+          resolve();
+        }, reject);
       });
-    })));
-    const bySeed = new Map<number, SeedRun>();
-    shares.forEach((share, k) => share.forEach((seed, i) => bySeed.set(seed, results[k]![i]!)));
-    return seeds.map((seed) => bySeed.get(seed)!);
+    });
+    const worker = async (): Promise<void> => {
+      while (next < units.length) await runUnit(units[next++]!);
+    };
+    await Promise.all(Array.from({ length: Math.min(jobs, units.length) }, () => worker()));
+    return seeds.map((seed) => mergeSeedHalves(halvesOrNone.map((_, k) => results.get(`${seed}/${k}`)!)));
   } finally {
     process.removeListener('exit', removeDir);
     await rm(dir, { recursive: true, force: true });
@@ -175,7 +210,7 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--attack-clip-factor <x>', 'attacked: server clip at x × the round\'s median update norm', parseFloatOption('attack-clip-factor'))
     .option('--attack-reject-factor <x>', 'attacked: leave out updates above x × the round\'s median norm', parseFloatOption('attack-reject-factor'))
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
-    .option('--jobs <n>', `seeds run in parallel, one process each with its own broker (default: the cores, ${os.availableParallelism()} here, at most one per seed); results do not depend on it`, parseIntOption('jobs'))
+    .option('--jobs <n>', `processes run at a time, each a seed × half of the conditions with its own broker (default: the cores, ${os.availableParallelism()} here); results do not depend on it`, parseIntOption('jobs'))
     .addOption(new Option('--seed-runs-out <file>', 'internal: a --jobs child writes its raw per-seed results here').hideHelp())
     .action(
       action(ctx, async (o: FedBenchOptions) => {
@@ -205,14 +240,14 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
         const setup = await prepareBench({ ...s, cacheDir: o.cache ?? path.join(cacheRoot(), 'bench-federated') }, log);
         log(`teacher ${(setup.teacherAccuracy * 100).toFixed(2)}%, base ${(setup.baseAccuracy * 100).toFixed(2)}% on ${setup.test.count} test images`);
         const params = { teacher: setup.teacher.countParams(), base: setup.base.countParams() };
-        const jobs = Math.max(1, Math.min(o.jobs ?? os.availableParallelism(), s.seeds.length));
+        const jobs = Math.max(1, Math.min(o.jobs ?? os.availableParallelism(), 2 * s.seeds.length));
         let runs: SeedRun[] = [];
         let transportName: string = o.transport;
         if (jobs > 1 && !o.seedRunsOut) {
           // Teacher and base are cached now; each child loads them and runs its share of the seeds.
           setup.teacher.dispose();
           setup.base.dispose();
-          runs = await runSeedsInChildren(s.seeds, jobs, log);
+          runs = await runSeedsInChildren(s.seeds, s.conditions, jobs, log);
         } else {
           const transport = o.transport === 'mqtt'
             ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
