@@ -122,10 +122,7 @@ export function maskedTrimmedMean(global: WeightSet, updates: readonly ClientUpd
  * median is returned then.
  */
 export function maskedWeightedTrimmedMean(global: WeightSet, updates: readonly ClientUpdate[], beta: number, minHolders = 1, weightCap = 2): MaskedResult {
-  const counts = updates.map((u) => u.numSamples).sort((a, b) => a - b);
-  const mid = counts.length >> 1;
-  const medianCount = counts.length % 2 === 1 ? counts[mid]! : (counts[mid - 1]! + counts[mid]!) / 2;
-  const cap = weightCap * medianCount;
+  const cap = weightCap * medianOf(sortedCopy(Float64Array.from(updates, (u) => u.numSamples)));
   const capped = updates.map((u) => (u.numSamples > cap ? { ...u, numSamples: cap } : u));
   return reduceAll(global, capped, minHolders, (v, w) => weightedTrimmed(v, w, beta));
 }

@@ -67,8 +67,7 @@ export async function createMqttTransport(o: MqttTransportOptions): Promise<Roun
     process.removeListener('exit', onExit);
     for (const a of agents.values()) await a.stop().catch(() => {});
     await coordinator?.stop().catch(() => {});
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
+    onExit();
   };
   try {
     const port = await freePort();
