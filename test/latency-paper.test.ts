@@ -49,6 +49,8 @@ describe('paper bench table', () => {
     expect(p.latencyRatio).toBeCloseTo(p.teacher.latencyP50Ms / p.student.latencyP50Ms);
     expect(p.accuracyDropPoints).toBeCloseTo((p.teacherAccuracy - p.studentAccuracy) * 100);
     expect(p.meetsTargets).toBe(p.paramsRatio >= 50 && p.latencyRatio >= 3.2 && p.accuracyDropPoints <= 1);
+    expect(p.meetsMargins).toBe(p.paramsRatio >= 60 && p.latencyRatio >= 3.6 && p.accuracyDropPoints <= 0.7);
+    expect(paperMarkdown(p)).toContain(`| every target met | | | | ${p.meetsTargets ? 'yes' : 'no'} | ${p.meetsMargins ? 'yes' : 'no'} |`);
     expect(paperMarkdown(p)).toContain('| parameters |');
     t.dispose();
     s.dispose();

@@ -21,7 +21,7 @@ interface PaperOptions {
   resume?: boolean;
   json?: boolean;
   width: number;
-  depth?: number | number[];
+  depth: number | number[] | 'all';
   distillEpochs: number;
   finalEpochs: number;
   schedule: string;
@@ -37,6 +37,24 @@ interface PaperOptions {
   teacherPreset: string;
 }
 
+/**
+ * Defaults of `bench paper`, chosen to meet PAPER_MARGINS (docs/benchmarks.md, "Paper table"): a
+ * width-1.75 student with one conv in the 28×28 and 7×7 stages (batch-1 latency follows the op count),
+ * 10 + 4 epochs on all cores, pruned to 1.5 % of the teacher's parameters in 5 % steps.
+ */
+export const PAPER_DEFAULTS = {
+  width: 1.75,
+  depth: [1, 2, 1] as number[] | 'all',
+  distillEpochs: 10,
+  finalEpochs: 4,
+  step: 0.05,
+  size: '0.015x',
+};
+
+function parsePaperDepth(value: string): number | number[] | 'all' {
+  return value.trim() === 'all' ? 'all' : parseDepthOption('depth')(value);
+}
+
 export function registerBenchPaper(bench: Command, ctx: CliContext): void {
   bench
     .command('paper')
@@ -46,15 +64,15 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--out <dir>', 'compression output (default $EDGEKT_CACHE|.cache/bench-paper)')
     .option('--resume', 'resume an interrupted compression in OUT')
     .option('--json', 'print JSON')
-    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), 1)
-    .option('--depth <n|list>', 'convolutions kept per lightened stage: one count, or one per stage like 1,2,2 (default: all)', parseDepthOption('depth'))
-    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), 3)
-    .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), 2)
+    .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), PAPER_DEFAULTS.width)
+    .option('--depth <n|list|all>', `convolutions kept per lightened stage: one count, one per stage like 1,2,2, or all (default: ${String(PAPER_DEFAULTS.depth)})`, parsePaperDepth, PAPER_DEFAULTS.depth)
+    .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), PAPER_DEFAULTS.distillEpochs)
+    .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), PAPER_DEFAULTS.finalEpochs)
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
-    .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), 0.1)
-    .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', '0.01x')
+    .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), PAPER_DEFAULTS.step)
+    .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', PAPER_DEFAULTS.size)
     .option('--latency <budget>', 'optional p95 latency budget relative to the teacher, e.g. 0.3x (p95 is noisy on a shared machine)')
     .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
     .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
@@ -81,7 +99,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const started = performance.now();
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
-          seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== undefined ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
           schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
           batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
