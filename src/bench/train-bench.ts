@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { systemClock, type Clock } from '../core/clock.js';
 import { EdgektError } from '../core/errors.js';
 import { createRng, normal } from '../core/random.js';
+import { median } from '../core/stats.js';
 import type { BackendChoice } from '../runtime/backend.js';
 import { setFastBatchNorm } from '../runtime/fast-batch-norm.js';
 import { computeLoss, createDataParallelTrainer, fromLayersModel, type ParallelBatch, type StepTimings } from '../runtime/parallel/index.js';
@@ -101,12 +102,7 @@ export interface TrainBenchReport {
   speedup: { variant: RefTrainCnnVariant; workers: number; stepMs1: number; stepMsN: number; factor: number } | null;
 }
 
-export function median(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
+export { median };
 
 const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
 

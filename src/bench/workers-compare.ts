@@ -3,6 +3,7 @@
  * between repeats) so slow drifts of a shared machine fall on both sides alike. Training itself is
  * injected by the caller (the CLI wires compress/distill), so this stays free of compress/.
  */
+import { median } from '../core/stats.js';
 import { meanStd, type MeanStd } from './distill-bench.js';
 
 export interface TimedRun {
@@ -28,11 +29,6 @@ export interface WorkersCompareOptions {
   onRun?: (r: TimedRun) => void;
 }
 
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export async function runWorkersCompare(o: WorkersCompareOptions): Promise<WorkersCompareResult> {
   const runs: TimedRun[] = [];

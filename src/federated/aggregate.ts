@@ -5,13 +5,9 @@ import { deltaOf, toWeightsUpdate } from './delta.js';
 import { fedAdamStep, initialFedAdamState, type FedAdamOptions, type FedAdamState } from './fedadam.js';
 import { maskedMean, maskedMedian, maskedTrimmedMean, maskedWeightedTrimmedMean } from './reduce.js';
 import { validateUpdate, type ClientUpdate, type UpdateProblem } from './validate.js';
+import { median } from '../core/stats.js';
 import { cloneWeights, l2Norm, type WeightSet, type WeightTensor } from './weights.js';
 
-function medianOf(v: readonly number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export type StrategyConfig =
   | { kind: 'fedavg' }
@@ -90,7 +86,7 @@ export function aggregate(global: WeightSet, updates: readonly ClientUpdate[], o
   const rejected: AggregateResult['rejected'] = [];
   if (options.rejectAboveMedian !== undefined && valid.length > 0) {
     const norms = valid.map((u) => l2Norm(deltaOf(global, u)));
-    const threshold = options.rejectAboveMedian * medianOf(norms);
+    const threshold = options.rejectAboveMedian * median(norms);
     valid = valid.filter((u, i) => {
       if (!(norms[i]! > threshold)) return true;
       rejected.push({ clientId: u.clientId, norm: norms[i]!, threshold });

@@ -1,3 +1,4 @@
+import { medianOfSorted } from '../core/stats.js';
 import { globalOffsets } from './index-map.js';
 import type { ClientUpdate } from './validate.js';
 import type { WeightSet, WeightTensor } from './weights.js';
@@ -81,18 +82,13 @@ function sortedCopy(v: Float64Array): Float64Array {
   return Float64Array.from(v).sort();
 }
 
-function medianOf(sorted: Float64Array): number {
-  const h = sorted.length;
-  const mid = h >> 1;
-  return h % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /**
  * Unweighted coordinate-wise median over holders (even count: mean of the two middle values).
  * Unweighted on purpose: a robust aggregate must not let one client buy influence by claiming samples.
  */
 export function maskedMedian(global: WeightSet, updates: readonly ClientUpdate[], minHolders = 1): MaskedResult {
-  return reduceAll(global, updates, minHolders, (v) => medianOf(sortedCopy(v)));
+  return reduceAll(global, updates, minHolders, (v) => medianOfSorted(sortedCopy(v)));
 }
 
 /**
@@ -104,7 +100,7 @@ export function maskedTrimmedMean(global: WeightSet, updates: readonly ClientUpd
   return reduceAll(global, updates, minHolders, (v) => {
     const s = sortedCopy(v);
     const cut = Math.floor(beta * s.length);
-    if (cut === 0 && beta > 0) return medianOf(s);
+    if (cut === 0 && beta > 0) return medianOfSorted(s);
     let sum = 0;
     for (let i = cut; i < s.length - cut; i++) sum += s[i]!;
     return sum / (s.length - 2 * cut);
@@ -122,7 +118,7 @@ export function maskedTrimmedMean(global: WeightSet, updates: readonly ClientUpd
  * median is returned then.
  */
 export function maskedWeightedTrimmedMean(global: WeightSet, updates: readonly ClientUpdate[], beta: number, minHolders = 1, weightCap = 2): MaskedResult {
-  const cap = weightCap * medianOf(sortedCopy(Float64Array.from(updates, (u) => u.numSamples)));
+  const cap = weightCap * medianOfSorted(sortedCopy(Float64Array.from(updates, (u) => u.numSamples)));
   const capped = updates.map((u) => (u.numSamples > cap ? { ...u, numSamples: cap } : u));
   return reduceAll(global, capped, minHolders, (v, w) => weightedTrimmed(v, w, beta));
 }

@@ -6,8 +6,8 @@ import { clientMeans, FED_CONDITIONS, federatedMarkdown, type FedCondition, summ
 import { EdgektError } from '../../core/errors.js';
 import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
-import { prepareBench, type SetupSettings } from '../fed-bench/setup.js';
-import { runSeedsInChildren } from '../fed-bench/jobs.js';
+import { prepareBench, type BenchSetup, type SetupSettings } from '../fed-bench/setup.js';
+import { readJobUnit, runSeedsInChildren } from '../fed-bench/jobs.js';
 import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
 import { createInProcessTransport } from '../fed-bench/transport.js';
 import { cacheRoot } from './teacher.js';
@@ -60,7 +60,7 @@ interface FedBenchOptions {
   trimBeta?: number;
   trimUnweighted?: boolean;
   jobs?: number;
-  seedRunsOut?: string;
+  jobUnit?: string;
   attackClipFactor?: number;
   attackRejectFactor?: number;
 }
@@ -89,6 +89,42 @@ function parseConditions(list: string): FedCondition[] {
   return names as FedCondition[];
 }
 
+/** Ctrl-C or SIGTERM: exit through process.exit, so the 'exit' hooks stop the brokers and the child processes. */
+function stopOnSignals(): void {
+  const onSignal = (sig: NodeJS.Signals): void => process.exit(sig === 'SIGINT' ? 130 : 143);
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+}
+
+function progressLog(ctx: CliContext, started: number): (line: string) => void {
+  return (line) => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
+}
+
+/** The seeds of `s`, one after another in this process, on one transport; disposes the setup's models. */
+async function runSeedsHere(setup: BenchSetup, s: Preset, transportName: 'mqtt' | 'in-process', log: (line: string) => void): Promise<{ runs: SeedRun[]; transport: string }> {
+  const transport = transportName === 'mqtt'
+    ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
+    : createInProcessTransport();
+  const runs: SeedRun[] = [];
+  try {
+    for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));
+  } finally {
+    await transport.close();
+    setup.teacher.dispose();
+    setup.base.dispose();
+  }
+  return { runs, transport: transport.name };
+}
+
+/** A --jobs child: the unit's settings, seeds and conditions, raw results to the unit's file. */
+async function runJobUnit(ctx: CliContext, file: string): Promise<void> {
+  const unit = await readJobUnit<Preset>(file);
+  stopOnSignals();
+  const log = progressLog(ctx, performance.now());
+  const setup = await prepareBench({ ...unit.settings, cacheDir: unit.cacheDir }, log, { evaluate: false });
+  const { runs } = await runSeedsHere(setup, unit.settings, unit.transport, log);
+  await writeFile(unit.out, JSON.stringify(runs));
+}
+
 export function registerBenchFederated(bench: Command, ctx: CliContext): void {
   bench
     .command('federated')
@@ -109,9 +145,10 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
     .option('--attack-reject-factor <x>', 'attacked: leave out updates above x × the round\'s median norm', parseFloatOption('attack-reject-factor'))
     .option('--cache <dir>', 'where the teacher and base are cached (default $EDGEKT_CACHE|.cache/bench-federated)')
     .option('--jobs <n>', `processes run at a time, each a seed × half of the conditions with its own broker (default: the cores, ${os.availableParallelism()} here); results do not depend on it`, parseIntOption('jobs'))
-    .addOption(new Option('--seed-runs-out <file>', 'internal: a --jobs child writes its raw per-seed results here').hideHelp())
+    .addOption(new Option('--job-unit <file>', 'internal: a --jobs child runs the settings of this file and writes its raw per-seed results').hideHelp())
     .action(
       action(ctx, async (o: FedBenchOptions) => {
+        if (o.jobUnit) return runJobUnit(ctx, o.jobUnit);
         const preset = FED_PRESETS[o.preset as keyof typeof FED_PRESETS];
         if (!preset) throw new EdgektError('EDGEKT_ERR_USAGE', `--preset must be full, quick or tiny, got ${o.preset}`);
         if (o.transport !== 'mqtt' && o.transport !== 'in-process') throw new EdgektError('EDGEKT_ERR_USAGE', `--transport must be mqtt or in-process, got ${o.transport}`);
@@ -129,39 +166,26 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           ...(o.clientSamples !== undefined ? { clientSamples: o.clientSamples } : {}),
           ...(o.conditions !== undefined ? { conditions: parseConditions(o.conditions) } : {}),
         };
-        // Ctrl-C or SIGTERM: exit through process.exit, so the 'exit' hooks stop the brokers and the child processes.
-        const onSignal = (sig: NodeJS.Signals): void => process.exit(sig === 'SIGINT' ? 130 : 143);
-        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+        stopOnSignals();
         const info = await ctx.backend();
         const started = performance.now();
-        const log = (line: string): void => ctx.err(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
-        const setup = await prepareBench({ ...s, cacheDir: o.cache ?? path.join(cacheRoot(), 'bench-federated') }, log);
+        const log = progressLog(ctx, started);
+        const cacheDir = o.cache ?? path.join(cacheRoot(), 'bench-federated');
+        const setup = await prepareBench({ ...s, cacheDir }, log);
         log(`teacher ${(setup.teacherAccuracy * 100).toFixed(2)}%, base ${(setup.baseAccuracy * 100).toFixed(2)}% on ${setup.test.count} test images`);
         const params = { teacher: setup.teacher.countParams(), base: setup.base.countParams() };
         const jobs = Math.max(1, Math.min(o.jobs ?? os.availableParallelism(), 2 * s.seeds.length));
-        let runs: SeedRun[] = [];
+        let runs: SeedRun[];
         let transportName: string = o.transport;
-        if (jobs > 1 && !o.seedRunsOut) {
+        if (jobs > 1) {
           // Teacher and base are cached now; each child loads them and runs its share of the seeds.
           setup.teacher.dispose();
           setup.base.dispose();
-          runs = await runSeedsInChildren(s.seeds, s.conditions, jobs, log);
+          runs = await runSeedsInChildren({ settings: s, cacheDir, transport: o.transport }, jobs, log);
         } else {
-          const transport = o.transport === 'mqtt'
-            ? await createMqttTransport({ modelJson: { format: 'layers-model', modelTopology: setup.base.toJSON(null, false), weightsManifest: [] }, log })
-            : createInProcessTransport();
-          transportName = transport.name;
-          try {
-            for (const seed of s.seeds) runs.push(await runSeed({ setup, settings: s, transport, seed, log }));
-          } finally {
-            await transport.close();
-            setup.teacher.dispose();
-            setup.base.dispose();
-          }
-          if (o.seedRunsOut) {
-            await writeFile(o.seedRunsOut, JSON.stringify(runs));
-            return;
-          }
+          const r = await runSeedsHere(setup, s, o.transport as 'mqtt' | 'in-process', log);
+          runs = r.runs;
+          transportName = r.transport;
         }
         const rows: ClientAccuracy[] = runs.flatMap((r) => r.rows);
         const groups = summarizeGroups(runs[0]!.groups, rows, s.seeds);

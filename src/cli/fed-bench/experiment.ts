@@ -5,6 +5,7 @@ import { dirichletPartition, subset, type ImageSet } from '../../data/index.js';
 import { aggregate, deltaOf, l2Norm, learnedUpdate, learnedWeights, type ClientUpdate, type IndexMap, type RoundTrainResult, type StrategyConfig, type WeightSet } from '../../federated/index.js';
 import { weightSetFromModel } from '../../federated/tfjs-weights.js';
 import { createRoundTrainer, enrolDevice, loadGlobalSlice } from '../../jobs/round-trainer.js';
+import { median } from '../../core/stats.js';
 import { evaluateAccuracy } from '../../model/index.js';
 import type { BenchSetup } from './setup.js';
 import { memoTrainer, signFlipTrainer, type FleetClient, type RoundTransport } from './transport.js';
@@ -58,12 +59,6 @@ const RECALIBRATE_BATCHES = 10;
 
 function roundConfig(e: ExperimentSettings, id: string, round: number, strategy: FederatedStrategyName): RoundConfig {
   return RoundConfigSchema.parse({ type: 'round-config', roundId: `${id}-r${round}`, round, strategy, epochs: e.epochs, learningRate: e.learningRate, batchSize: e.batchSize, mu: e.mu, trimBeta: e.trimBeta, trimWeighted: e.trimWeighted ?? false, deadline: FAR });
-}
-
-function median(v: number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 export interface SeedRunOptions {

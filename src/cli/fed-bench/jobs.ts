@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FED_CONDITIONS, type FedCondition } from '../../bench/federated-bench.js';
+import { z } from 'zod';
 import { EdgektError } from '../../core/errors.js';
 import type { SeedRun } from './experiment.js';
 
@@ -12,22 +13,36 @@ import type { SeedRun } from './experiment.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'edgekt.js');
 
-/** argv of this command without the options a child gets its own values for. */
-function childArgs(seeds: number[], conditions: readonly FedCondition[], out: string): string[] {
-  const own = new Set(['--jobs', '--seeds', '--seed-runs-out', '--conditions']);
-  const args: string[] = [];
-  const argv = process.argv.slice(2);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const name = a.split('=')[0]!;
-    if (own.has(name)) {
-      if (!a.includes('=')) i++;
-      continue;
-    }
-    if (a === '--json') continue;
-    args.push(a);
+/**
+ * What a --jobs child runs: the parent's resolved settings narrowed to one seed and one half of the
+ * conditions, the cache and transport, and where to write its raw results. Written by the parent as
+ * JSON, read back by the child through `readJobUnit` (the child does not re-parse the parent's argv).
+ */
+export interface JobUnit<S extends { seeds: number[]; conditions?: FedCondition[] }> {
+  settings: S;
+  cacheDir: string;
+  transport: 'mqtt' | 'in-process';
+  out: string;
+}
+
+const JobUnitSchema = z.object({
+  settings: z.object({ seeds: z.array(z.number().int().nonnegative()).min(1), conditions: z.array(z.enum(FED_CONDITIONS)).min(1).optional() }).passthrough(),
+  cacheDir: z.string().min(1),
+  transport: z.enum(['mqtt', 'in-process']),
+  out: z.string().min(1),
+});
+
+/** Reads a unit file written by runSeedsInChildren; a malformed one is EDGEKT_ERR_USAGE. */
+export async function readJobUnit<S extends { seeds: number[]; conditions?: FedCondition[] }>(file: string): Promise<JobUnit<S>> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (e) {
+    throw new EdgektError('EDGEKT_ERR_USAGE', `cannot read the --jobs unit ${file}: ${(e as Error).message}`);
   }
-  return [...args, '--seeds', `${seeds.join(',')},`, '--conditions', conditions.join(','), '--jobs', '1', '--seed-runs-out', out];
+  const parsed = JobUnitSchema.safeParse(raw);
+  if (!parsed.success) throw new EdgektError('EDGEKT_ERR_USAGE', `malformed --jobs unit ${file}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data as unknown as JobUnit<S>;
 }
 
 /** The two halves a seed is split into for --jobs (about equal work: 767 s and 605 s per seed in the 2026-12-06 run). */
@@ -58,7 +73,12 @@ function mergeSeedHalves(parts: readonly SeedRun[]): SeedRun {
  * not depend on which process ran it (the memo that shares round-1 training within a process only
  * saves time).
  */
-export async function runSeedsInChildren(seeds: number[], conditions: readonly FedCondition[] | undefined, jobs: number, log: (line: string) => void): Promise<SeedRun[]> {
+export async function runSeedsInChildren<S extends { seeds: number[]; conditions?: FedCondition[] }>(
+  base: Omit<JobUnit<S>, 'out'>,
+  jobs: number,
+  log: (line: string) => void,
+): Promise<SeedRun[]> {
+  const { seeds, conditions } = base.settings;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'edgekt-fedbench-jobs-'));
   const removeDir = (): void => rmSync(dir, { recursive: true, force: true });
   process.once('exit', removeDir);
@@ -73,8 +93,12 @@ export async function runSeedsInChildren(seeds: number[], conditions: readonly F
     let next = 0;
     const runUnit = (u: (typeof units)[number]): Promise<void> => new Promise<void>((resolve, reject) => {
       const out = path.join(dir, `seed-${u.seed}-${u.half}.json`);
+      const unitFile = path.join(dir, `unit-${u.seed}-${u.half}.json`);
       const tag = `seed ${u.seed}/${u.half + 1}`;
-      const child = spawn(process.execPath, [...process.execArgv, BIN, ...childArgs([u.seed], u.conditions, out)], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const unit: JobUnit<S> = { ...base, settings: { ...base.settings, seeds: [u.seed], conditions: [...u.conditions] }, out };
+      writeFile(unitFile, JSON.stringify(unit)).then(() => start(), reject);
+      const start = (): void => {
+      const child = spawn(process.execPath, [...process.execArgv, BIN, 'bench', 'federated', '--job-unit', unitFile], { stdio: ['ignore', 'ignore', 'pipe'] });
       const stopChild = (): void => void child.kill('SIGTERM');
       process.once('exit', stopChild);
       let tail = '';
@@ -98,6 +122,7 @@ export async function runSeedsInChildren(seeds: number[], conditions: readonly F
           resolve();
         }, reject);
       });
+      };
     });
     const worker = async (): Promise<void> => {
       while (next < units.length) await runUnit(units[next++]!);

@@ -36,6 +36,7 @@ export interface BenchSetup {
   test: ImageSet;
   teacher: tf.LayersModel;
   base: tf.LayersModel;
+  /** On `test`; NaN when prepareBench was told not to evaluate. */
   teacherAccuracy: number;
   baseAccuracy: number;
   cached: { teacher: boolean; base: boolean };
@@ -52,7 +53,8 @@ async function cachedModel(dir: string, build: () => Promise<tf.LayersModel>): P
   return { model, cached: false, seconds };
 }
 
-export async function prepareBench(s: SetupSettings, log: (line: string) => void): Promise<BenchSetup> {
+/** Data splits, the cached (or newly trained) teacher and base; `evaluate: false` skips their test accuracy (--jobs children). */
+export async function prepareBench(s: SetupSettings, log: (line: string) => void, opts: { evaluate?: boolean } = {}): Promise<BenchSetup> {
   const all = await loadDataset(s.data, { seed: 0 });
   const order = shuffledIndices(all.train.count, 12345);
   const server = subset(all.train, order.subarray(0, s.serverSamples));
@@ -74,7 +76,8 @@ export async function prepareBench(s: SetupSettings, log: (line: string) => void
   });
   return {
     server, pool, test, teacher: teacher.model, base: base.model,
-    teacherAccuracy: evaluateAccuracy(teacher.model, test), baseAccuracy: evaluateAccuracy(base.model, test),
+    teacherAccuracy: opts.evaluate === false ? NaN : evaluateAccuracy(teacher.model, test),
+    baseAccuracy: opts.evaluate === false ? NaN : evaluateAccuracy(base.model, test),
     cached: { teacher: teacher.cached, base: base.cached }, seconds: { teacher: teacher.seconds, base: base.seconds },
   };
 }
