@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Manifest } from '../../config/manifest.js';
@@ -11,11 +10,10 @@ import { createBlockLedger } from '../../store/block-ledger.js';
 import { createBlockServer, createFileBlockSink, pullFile, type BlockServer } from '../../transport/blocks/index.js';
 import { manifestForDir } from '../../transport/manifest-dir.js';
 import { TOPIC_PREFIX, allowPullResponse, topics } from '../../transport/topics.js';
-import { freePort } from '../free-port.js';
+import { spawnMosquitto } from '../spawn-mosquitto.js';
 
 /** Pieces of `edgekt bench agent`: a spawned broker, the bench teacher, one transfer each way. */
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
 const MOSQUITTO_SUB = 'mosquitto_sub';
 const MOSQUITTO_PUB = 'mosquitto_pub';
 /** The agent's defaults (AgentConfigSchema `limits.window`, manifest DEFAULT_BLOCK_SIZE). */
@@ -47,21 +45,8 @@ export interface Broker {
 
 /** Debian's mosquitto on a free port: MQTT 5, anonymous, no persistence, no message size cap. */
 export async function startBroker(dir: string): Promise<Broker> {
-  const port = await freePort();
-  const conf = path.join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest none', ''].join('\n'));
-  const proc: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const up = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => (s.destroy(), r(true))).once('error', () => r(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline || proc.exitCode !== null) throw new EdgektError('EDGEKT_ERR_INTERNAL', `mosquitto did not start (is ${MOSQUITTO} installed?)`);
-    await sleep(50);
-  }
-  return { port, url: `mqtt://127.0.0.1:${port}`, stop: () => void (proc.exitCode === null && proc.kill('SIGKILL')) };
+  const b = await spawnMosquitto({ dir });
+  return { port: b.port, url: b.url, stop: b.stop };
 }
 
 export async function connect(url: string, clientId: string): Promise<MqttClient> {

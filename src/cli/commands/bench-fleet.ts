@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +12,9 @@ import { generateKeyPair, parsePublicKey, privateKeyPem, publicKeyPem, trustedKe
 import { action, parseIntOption, printJson, type CliContext } from '../context.js';
 import { startSimDevice, type SimCounters } from '../fleet-sim/sim-device.js';
 import { freePort } from '../free-port.js';
+import { spawnMosquitto } from '../spawn-mosquitto.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'edgekt.js');
-const MOSQUITTO = '/usr/sbin/mosquitto';
 
 const DevicesPageSchema = z.object({ total: z.number() });
 const ShaSchema = z.object({ sha256: z.string() });
@@ -102,17 +101,9 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
       const procs: ChildProcess[] = [];
       const say = (s: string): void => ctx.err(`bench fleet: ${s}`);
       try {
-        const port = await freePort();
-        writeFileSync(path.join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1', 'max_queued_messages 100000', 'max_inflight_messages 0', 'sys_interval 1', 'log_dest none', ''].join('\n'));
-        const mosq = spawn('bash', ['-c', `ulimit -n 1048576 2>/dev/null || ulimit -n 65536 2>/dev/null || true; exec ${MOSQUITTO} -c ${path.join(dir, 'mosquitto.conf')}`], { stdio: 'ignore' });
-        procs.push(mosq);
-        const url = `mqtt://127.0.0.1:${port}`;
-        for (let i = 0; ; i++) {
-          const ok = await new Promise<boolean>((r) => net.connect(port, '127.0.0.1').once('connect', function (this: net.Socket) { this.destroy(); r(true); }).once('error', () => r(false)));
-          if (ok) break;
-          if (i > 100 || mosq.exitCode !== null) throw new EdgektError('EDGEKT_ERR_INTERNAL', `mosquitto did not start (is ${MOSQUITTO} installed?)`);
-          await sleep(100);
-        }
+        const broker = await spawnMosquitto({ dir, conf: ['max_connections -1', 'max_queued_messages 100000', 'max_inflight_messages 0', 'sys_interval 1'], raiseFileLimit: true });
+        procs.push(broker.proc);
+        const url = broker.url;
         const fleet = generateKeyPair();
         writeFileSync(path.join(dir, 'fleet.key'), privateKeyPem(fleet.privateKey));
         const token = randomBytes(16).toString('hex');
@@ -174,7 +165,7 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         const u0 = procUsage(coordinator.pid!);
         const cpuOf = (ps: ChildProcess[]): number => ps.reduce((a, p) => a + procUsage(p.pid!).cpuSeconds, 0);
         const simCpu0 = cpuOf(sims.map((s) => s.proc));
-        const brokerCpu0 = cpuOf([mosq]);
+        const brokerCpu0 = cpuOf([broker.proc]);
         const t0 = performance.now();
         const rollout = IdSchema.parse(await api('POST', '/api/rollouts', { teacherSha256: teacher.sha256, target: { kind: 'all' }, staging: { kind: 'rate', perMinute: o.devices }, job: { dataset: 'default' } }));
         // Results are read on from the last page's cursor: each poll costs the coordinator only the new rows.
@@ -195,7 +186,7 @@ export function registerBenchFleet(bench: Command, ctx: CliContext): void {
         const seconds = (performance.now() - t0) / 1000;
         const u1 = procUsage(coordinator.pid!);
         const simCpu1 = cpuOf(sims.map((s) => s.proc));
-        const brokerCpu1 = cpuOf([mosq]);
+        const brokerCpu1 = cpuOf([broker.proc]);
         await sleep(1500);
         const distinct = await distinctDevices(api, rollout.id);
         for (const s of sims) s.proc.kill('SIGTERM');

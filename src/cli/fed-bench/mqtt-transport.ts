@@ -1,9 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pino, { type Logger } from 'pino';
 import { createAgent, type Agent } from '../../agent/daemon.js';
 import type { RoundTrainerFor } from '../../agent/round-client.js';
@@ -19,15 +18,9 @@ import { roundIdFor } from '../../coordinator/rounds/round-record.js';
 import { decodeUpdate, type ClientUpdate, type RoundTrainer } from '../../federated/index.js';
 import { createSqliteCoordinatorStore, type CoordinatorStore } from '../../store/coordinator/index.js';
 import { generateKeyPair, publicKeyPem, trustedKeyMap } from '../../transport/keys.js';
-import { freePort } from '../free-port.js';
+import { spawnMosquitto, type SpawnedMosquitto } from '../spawn-mosquitto.js';
 import type { FleetClient, RoundTransport } from './transport.js';
 
-const MOSQUITTO = '/usr/sbin/mosquitto';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const canConnect = (port: number): Promise<boolean> => new Promise((r) => {
-  const s = net.connect(port, '127.0.0.1');
-  s.once('connect', () => (s.destroy(), r(true))).once('error', () => r(false));
-});
 
 /** The client-side fields of a round config: the coordinator's must equal the bench's, or training would differ. */
 const CLIENT_FIELDS = ['round', 'epochs', 'learningRate', 'batchSize', 'mu', 'clip', 'sigma', 'encoding'] as const;
@@ -51,7 +44,7 @@ export interface MqttTransportOptions {
  */
 export async function createMqttTransport(o: MqttTransportOptions): Promise<RoundTransport> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-fedbench-mqtt-'));
-  const procs: ChildProcess[] = [];
+  let broker: SpawnedMosquitto | null = null;
   const agents = new Map<string, Agent>();
   let coordinator: Coordinator | null = null;
   const logger: Logger = pino({ level: 'warn' }, { write: (s: string) => o.log(`mqtt transport: ${s.trim()}`) });
@@ -59,7 +52,7 @@ export async function createMqttTransport(o: MqttTransportOptions): Promise<Roun
   let current: { config: RoundConfig; trainers: Map<string, { trainer: RoundTrainer; turn: Promise<void>; done: () => void }> } | null = null;
   // On an early exit (the command's signal handler calls process.exit) the broker and the temp dir go too.
   const onExit = (): void => {
-    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    broker?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', onExit);
@@ -70,15 +63,8 @@ export async function createMqttTransport(o: MqttTransportOptions): Promise<Roun
     onExit();
   };
   try {
-    const port = await freePort();
-    writeFileSync(path.join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest none', ''].join('\n'));
-    const mosq = spawn(MOSQUITTO, ['-c', path.join(dir, 'mosquitto.conf')], { stdio: 'ignore' });
-    procs.push(mosq);
-    for (let i = 0; !(await canConnect(port)); i++) {
-      if (i > 100 || mosq.exitCode !== null) throw new EdgektError('EDGEKT_ERR_INTERNAL', `mosquitto did not start (is ${MOSQUITTO} installed?)`);
-      await sleep(100);
-    }
-    const url = `mqtt://127.0.0.1:${port}`;
+    broker = await spawnMosquitto({ dir });
+    const url = broker.url;
     const fleet = generateKeyPair();
     const store: CoordinatorStore = await createSqliteCoordinatorStore(path.join(dir, 'c.db'));
     const config = CoordinatorConfigSchema.parse({
