@@ -55,4 +55,18 @@ describe('edgekt teacher / distill / bench distill', () => {
     expect(rep.settings.trainSamples).toBe(128);
     expect(rep.claim).not.toBeNull();
   });
+
+  it('bench distill --hint-loss attention runs the multi-level methods with attention hints; an unknown kind is EDGEKT_ERR_USAGE', () => {
+    const r = runCli(['bench', 'distill', '--data', 'mnist', '--seeds', '1', '--epochs', '1', '--train-limit', '128', '--test-limit', '200', '--methods', 'multilevel', '--hint-loss', 'attention', '--hint-point', 'pre-relu', '--json'], env);
+    expect(r.code).toBe(0);
+    const rep = JSON.parse(r.stdout) as { methods: Array<{ method: string }>; settings: { hintLoss: string; hintPoint: string } };
+    expect(rep.settings).toMatchObject({ hintLoss: 'attention', hintPoint: 'pre-relu' });
+    expect(rep.methods.map((m) => m.method)).toEqual(['multilevel']);
+    const bad = runCli(['bench', 'distill', '--data', 'mnist', '--hint-loss', 'l7'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('EDGEKT_ERR_USAGE');
+    const badPoint = runCli(['bench', 'distill', '--data', 'mnist', '--hint-point', 'mid'], env);
+    expect(badPoint.code).toBe(2);
+    expect(badPoint.stderr).toContain('EDGEKT_ERR_USAGE');
+  });
 });

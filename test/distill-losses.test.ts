@@ -1,6 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  attentionHintLoss,
+  attentionMap,
+  cosineHintLoss,
   createHintAdapter,
   crossEntropyLoss,
   hintLoss,
@@ -27,6 +30,40 @@ const value = (t: tf.Scalar): number => {
   t.dispose();
   return v;
 };
+
+describe('cosine and attention hints', () => {
+  it('cosine: 1 − cos of the channel vectors at each position, averaged', () => {
+    // Two positions (1×2), two channels: [1,0]·[1,0] → cos 1; [1,1]·[1,-1] → cos 0.
+    const s = tf.tensor4d([1, 0, 1, 1], [1, 1, 2, 2]);
+    const t = tf.tensor4d([3, 0, 2, -2], [1, 1, 2, 2]);
+    expect(value(cosineHintLoss(s, t))).toBeCloseTo(((1 - 1) + (1 - 0)) / 2, 5);
+    // Scale-blind: the student ×10 gives the same loss.
+    const s10 = tf.mul(s, 10) as tf.Tensor4D;
+    expect(value(cosineHintLoss(s10, t))).toBeCloseTo(0.5, 5);
+    tf.dispose([s, t, s10]);
+  });
+
+  it('attention map: channel mean of squares, L2-normalised per sample', () => {
+    // Positions (1×2): channels [1, 1] → mean square 1; [2, 0] → 2. Normalised: [1, 2] / √5.
+    const f = tf.tensor4d([1, 1, 2, 0], [1, 1, 2, 2]);
+    const a = attentionMap(f);
+    expect(a.shape).toEqual([1, 2]);
+    const v = Array.from(a.dataSync());
+    expect(v[0]).toBeCloseTo(1 / Math.sqrt(5), 5);
+    expect(v[1]).toBeCloseTo(2 / Math.sqrt(5), 5);
+    tf.dispose([f, a]);
+  });
+
+  it('attention: squared distance of the maps, with any channel counts, 0 for proportional features', () => {
+    // Student 1 channel, teacher 2: maps [1, 0] (student: squares 1, 0) vs teacher [0, 1] (squares 0, then 1, 1 → mean 1).
+    const s = tf.tensor4d([1, 0], [1, 1, 2, 1]);
+    const t = tf.tensor4d([0, 0, 1, 1], [1, 1, 2, 2]);
+    expect(value(attentionHintLoss(s, t))).toBeCloseTo(2, 5);
+    const t2 = tf.tensor4d([3, 3, 0, 0], [1, 1, 2, 2]);
+    expect(value(attentionHintLoss(s, t2))).toBeCloseTo(0, 5);
+    tf.dispose([s, t, t2]);
+  });
+});
 
 describe('hint loss', () => {
   it('is the mean squared error over every element', () => {

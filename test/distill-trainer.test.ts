@@ -11,6 +11,8 @@ import {
   createDistillFineTuner,
   trainSupervised,
   scheduledLearningRate,
+  hintPairs,
+  preActivation,
   type DistillTrainerOptions,
 } from '../src/compress/distill/index.js';
 import type { FineTuner } from '../src/compress/budget.js';
@@ -57,6 +59,27 @@ describe('hint points', () => {
   });
 });
 
+describe('pre-ReLU hint points', () => {
+  it('moves each stage end to the layer before its ReLU, same shape; explicit pairs too', () => {
+    const t = tinyTeacher();
+    const s = tinyStudent();
+    const post = createDistillTrainer(t, s);
+    const pre = createDistillTrainer(t, s, { hintPoint: 'pre-relu' });
+    expect(pre.pairs.map((p) => [p.student.layerName, p.teacher.layerName])).toEqual([['s1_2_pw_bn', 's1_bn2'], ['s2_2_pw_bn', 's2_bn2']]);
+    expect(pre.pairs.map((p) => [p.student.channels, p.teacher.channels, p.student.height])).toEqual(post.pairs.map((p) => [p.student.channels, p.teacher.channels, p.student.height]));
+    const explicit = hintPairs(t, s, [{ teacher: 's2_relu2', student: 's2_2_pw_relu' }], 'pre-relu');
+    expect(explicit.map((p) => [p.student.layerName, p.teacher.layerName])).toEqual([['s2_2_pw_bn', 's2_bn2']]);
+    // Not a ReLU: left where it is.
+    expect(preActivation(t, { layerName: 's1_bn2', height: 8, width: 8, channels: 4 }).layerName).toBe('s1_bn2');
+    const x = batchX();
+    const l = pre.step(x, labels(), 'joint');
+    expect(l.hints.every((h) => Number.isFinite(h))).toBe(true);
+    pre.dispose();
+    post.dispose();
+    x.dispose();
+  });
+});
+
 describe('training step', () => {
   it('hints phase trains only layers up to the hint points and the adapters; logits phase leaves adapters alone', () => {
     const s = tinyStudent();
@@ -90,6 +113,33 @@ describe('training step', () => {
     const y = labels();
     const l = tr.step(x, y, 'joint');
     expect(l.total).toBeCloseTo(0.5 * l.hints[0]! + 2 * l.hints[1]! + 0.6 * l.kd! + 0.4 * l.ce!, 4);
+    tr.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it.each(['cosine', 'attention'] as const)('hintLoss %s: its own hint values, student trained, adapters trained only when used, no leak', (kind) => {
+    const teacher = tinyTeacher();
+    const x = batchX();
+    const y = labels();
+    const mse = createDistillTrainer(teacher, tinyStudent());
+    const mseHints = mse.step(x, y, 'joint').hints;
+    mse.dispose();
+    const s = tinyStudent();
+    const tr = createDistillTrainer(teacher, s, { hintLoss: kind });
+    const conv0 = snapshot(s, 's1_1_pw');
+    const ad0 = Array.from(tr.adapters[0]!.kernel.dataSync());
+    const before = tf.memory().numTensors;
+    const l = tr.step(x, y, 'joint');
+    for (let i = 0; i < 3; i++) tr.step(x, y, 'hints');
+    expect(tf.memory().numTensors).toBe(before);
+    expect(l.hints).toHaveLength(2);
+    expect(l.hints.every((h) => Number.isFinite(h) && h >= 0)).toBe(true);
+    expect(l.hints).not.toEqual(mseHints);
+    if (kind === 'cosine') expect(l.hints.every((h) => h <= 2)).toBe(true);
+    expect(snapshot(s, 's1_1_pw')).not.toEqual(conv0);
+    const ad1 = Array.from(tr.adapters[0]!.kernel.dataSync());
+    if (kind === 'attention') expect(ad1).toEqual(ad0);
+    else expect(ad1).not.toEqual(ad0);
     tr.dispose();
     tf.dispose([x, y]);
   });

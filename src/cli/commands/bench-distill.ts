@@ -6,7 +6,7 @@ import {
   runDistillBench,
   type DistillMethod,
 } from '../../bench/distill-bench.js';
-import { distill, trainSupervised, type DistillOptions } from '../../compress/distill/index.js';
+import { distill, HINT_LOSS_KINDS, HINT_POINTS, trainSupervised, type DistillOptions, type HintLossKind, type HintPoint } from '../../compress/distill/index.js';
 import { evaluateAccuracy } from '../../model/index.js';
 import { lighten } from '../../compress/lighten/index.js';
 import { EdgektError } from '../../core/errors.js';
@@ -36,6 +36,8 @@ interface BenchDistillCliOptions {
   noiseSigma?: string;
   noiseFraction?: string;
   hintFraction?: string;
+  hintLoss: string;
+  hintPoint: string;
   json?: boolean;
 }
 
@@ -64,6 +66,8 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
     .option('--noise-sigma <s>', 'noisy-teacher sigma for (d) (default 0.1)')
     .option('--noise-fraction <a>', 'noisy-teacher fraction for (d) (default 0.5)')
     .option('--hint-fraction <f>', 'fitnets: share of steps on hints only for (c), (d) (default 0.25)')
+    .option('--hint-loss <kind>', `how the hints of (c), (d) compare features: ${HINT_LOSS_KINDS.join(' | ')} (FitNets MSE, cosine, attention transfer)`, 'mse')
+    .option('--hint-point <where>', `where (c), (d) read a stage's feature: ${HINT_POINTS.join(' | ')} (before the ReLU keeps negative responses)`, 'post-relu')
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: BenchDistillCliOptions) => {
@@ -80,6 +84,10 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
         const methods = (opts.methods ? opts.methods.split(',').map((m) => m.trim()) : [...DISTILL_METHODS]) as DistillMethod[];
         const unknown = methods.filter((m) => !(DISTILL_METHODS as readonly string[]).includes(m));
         if (unknown.length) throw new EdgektError('EDGEKT_ERR_USAGE', `unknown method(s) ${unknown.join(', ')}; expected ${DISTILL_METHODS.join(', ')}`);
+        const hintLoss = opts.hintLoss as HintLossKind;
+        if (!HINT_LOSS_KINDS.includes(hintLoss)) throw new EdgektError('EDGEKT_ERR_USAGE', `--hint-loss must be one of ${HINT_LOSS_KINDS.join(', ')}, got "${opts.hintLoss}"`);
+        const hintPoint = opts.hintPoint as HintPoint;
+        if (!HINT_POINTS.includes(hintPoint)) throw new EdgektError('EDGEKT_ERR_USAGE', `--hint-point must be one of ${HINT_POINTS.join(', ')}, got "${opts.hintPoint}"`);
         if (seedCount < 1 || epochs < 1 || trainLimit < 1) throw new EdgektError('EDGEKT_ERR_USAGE', '--seeds, --epochs and --train-limit must be >= 1');
 
         const started = performance.now();
@@ -102,7 +110,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
             schedule, seeds: seedCount,
             temperature: num('temperature', opts.temperature) ?? 4, kdWeight: num('kd-weight', opts.kdWeight) ?? 0.7, ceWeight: num('ce-weight', opts.ceWeight) ?? 0.3,
             hintWeight: num('hint-weight', opts.hintWeight) ?? 1, noiseSigma: num('noise-sigma', opts.noiseSigma) ?? 0.1, noiseFraction: num('noise-fraction', opts.noiseFraction) ?? 0.5,
-            hintFraction: num('hint-fraction', opts.hintFraction) ?? 0.25,
+            hintFraction: num('hint-fraction', opts.hintFraction) ?? 0.25, hintLoss, hintPoint,
           };
           ctx.err(`bench distill: teacher ${(teacherAccuracy * 100).toFixed(2)}% (${summary.teacher.params} params), student ${summary.student.params} params, ${train.count} train samples, ${epochs} epochs, ${seedCount} seeds`);
           const result = await runDistillBench({
@@ -126,7 +134,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
                           ? { hints: 'none', schedule: 'joint', noiseSigma: 0 }
                           : {
                               hints, schedule, noiseSigma: noise, noiseFraction: num('noise-fraction', opts.noiseFraction),
-                              hintWeights: num('hint-weight', opts.hintWeight), hintFraction: num('hint-fraction', opts.hintFraction),
+                              hintWeights: num('hint-weight', opts.hintWeight), hintFraction: num('hint-fraction', opts.hintFraction), hintLoss, hintPoint,
                             }),
                       });
                 return { accuracy: evaluateAccuracy(l.student, test), seconds: r.seconds };

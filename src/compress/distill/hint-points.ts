@@ -44,6 +44,30 @@ export function findStageEnds(model: tf.LayersModel): StageEnd[] {
   return [...stages.values()].filter((s) => s.hasConv).map((s) => s.end);
 }
 
+/** Whether a layer is a ReLU (an Activation('relu'), or tfjs's ReLU layer). */
+function isRelu(layer: tf.layers.Layer): boolean {
+  const cls = layer.getClassName();
+  if (cls === 'ReLU') return true;
+  if (cls !== 'Activation') return false;
+  return (layer.getConfig() as { activation?: unknown }).activation === 'relu';
+}
+
+/**
+ * The stage end moved before its ReLU: when `end` is a ReLU with one inbound layer of the same
+ * shape, that layer (typically the BatchNorm), else `end` itself. Pre-ReLU hints keep the negative
+ * responses the ReLU discards (Heo et al., "A Comprehensive Overhaul of Feature Distillation", 2019).
+ */
+export function preActivation(model: tf.LayersModel, end: StageEnd): StageEnd {
+  const layer = model.getLayer(end.layerName);
+  if (!isRelu(layer) || layer.inboundNodes.length !== 1) return end;
+  const inbound = layer.inboundNodes[0]!.inboundLayers;
+  if (inbound.length !== 1) return end;
+  const prev = inbound[0]!;
+  const s = shape4(prev);
+  if (!s || s[0] !== end.height || s[1] !== end.width || s[2] !== end.channels) return end;
+  return { ...end, layerName: prev.name };
+}
+
 /** Describes one named layer's 4-D output as a stage end (for explicitly chosen hint layers). */
 export function stageEndOf(model: tf.LayersModel, layerName: string): StageEnd {
   let layer: tf.layers.Layer;

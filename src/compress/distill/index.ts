@@ -18,6 +18,7 @@ export {
   findStageEnds,
   stageEndOf,
   pairStageEnds,
+  preActivation,
   featureModel,
   logitsSource,
   upstreamLayers,
@@ -27,6 +28,11 @@ export {
 } from './hint-points.js';
 export {
   hintLoss,
+  cosineHintLoss,
+  attentionHintLoss,
+  attentionMap,
+  HINT_LOSS_KINDS,
+  type HintLossKind,
   kdLoss,
   crossEntropyLoss,
   noisyTeacherLogits,
@@ -44,6 +50,8 @@ export {
   createNoiseRng,
   hintPairs,
   DISTILL_DEFAULTS,
+  HINT_POINTS,
+  type HintPoint,
   type DistillPhase,
   type DistillTrainer,
   type DistillTrainerOptions,

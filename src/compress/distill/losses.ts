@@ -22,19 +22,62 @@ export function matchSpatial(feature: tf.Tensor4D, height: number, width: number
 }
 
 /**
+ * How a hint compares the student's feature with the teacher's:
+ * - `mse` (FitNets, Romero et al. 2015): mean squared error of the adapted student feature;
+ * - `cosine`: 1 − cosine similarity of the channel vectors at each position, adapted student vs
+ *   teacher, averaged; blind to the features' scale, which differs across a large capacity gap;
+ * - `attention` (attention transfer, Zagoruyko & Komodakis 2017): squared distance of the
+ *   L2-normalised spatial attention maps (channel mean of the squared activations) of the raw
+ *   student and teacher features, summed over positions; needs no adapter.
+ */
+export type HintLossKind = 'mse' | 'cosine' | 'attention';
+export const HINT_LOSS_KINDS: readonly HintLossKind[] = ['mse', 'cosine', 'attention'];
+
+/** Both maps at the smaller of their two spatial sizes. */
+function sameSpatial(a: tf.Tensor4D, b: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+  const [, ah, aw] = a.shape;
+  const [, bh, bw] = b.shape;
+  if (ah * aw > bh * bw) return [matchSpatial(a, bh, bw), b];
+  if (ah !== bh || aw !== bw) return [a, matchSpatial(b, ah, aw)];
+  return [a, b];
+}
+
+/**
  * FitNets hint: mean squared error between the adapted student feature and the teacher feature,
  * averaged over every element. When the spatial sizes differ, the larger map is average-pooled (or
  * resized) to the smaller one before comparing.
  */
 export function hintLoss(adaptedStudent: tf.Tensor4D, teacher: tf.Tensor4D): tf.Scalar {
   return tf.tidy(() => {
-    const [, sh, sw] = adaptedStudent.shape;
-    const [, th, tw] = teacher.shape;
-    let s = adaptedStudent;
-    let t = teacher;
-    if (sh * sw > th * tw) s = matchSpatial(s, th, tw);
-    else if (th !== sh || tw !== sw) t = matchSpatial(t, sh, sw);
+    const [s, t] = sameSpatial(adaptedStudent, teacher);
     return tf.mean(tf.squaredDifference(s, t)) as tf.Scalar;
+  });
+}
+
+/** `cosine` hint (HintLossKind): mean over samples and positions of 1 − cos(student channels, teacher channels). */
+export function cosineHintLoss(adaptedStudent: tf.Tensor4D, teacher: tf.Tensor4D, eps = 1e-6): tf.Scalar {
+  return tf.tidy(() => {
+    const [s, t] = sameSpatial(adaptedStudent, teacher);
+    const dot = tf.sum(tf.mul(s, t), -1);
+    const norms = tf.mul(tf.norm(s, 'euclidean', -1), tf.norm(t, 'euclidean', -1));
+    return tf.mean(tf.sub(1, tf.div(dot, tf.add(norms, eps)))) as tf.Scalar;
+  });
+}
+
+/** Spatial attention map of a feature: channel mean of the squared activations, flattened and L2-normalised per sample. */
+export function attentionMap(feature: tf.Tensor4D, eps = 1e-6): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [n, h, w] = feature.shape;
+    const a = tf.reshape(tf.mean(tf.square(feature), -1), [n, h * w]);
+    return tf.div(a, tf.add(tf.norm(a, 'euclidean', -1, true), eps)) as tf.Tensor2D;
+  });
+}
+
+/** `attention` hint (HintLossKind): ‖A(student) − A(teacher)‖² per sample, averaged over the batch; any channel counts. */
+export function attentionHintLoss(student: tf.Tensor4D, teacher: tf.Tensor4D): tf.Scalar {
+  return tf.tidy(() => {
+    const [s, t] = sameSpatial(student, teacher);
+    return tf.mean(tf.sum(tf.squaredDifference(attentionMap(s), attentionMap(t)), -1)) as tf.Scalar;
   });
 }
 

@@ -64,7 +64,7 @@ export async function createStepper(teacher: tf.LayersModel | null, student: tf.
     await run.end(student);
   };
   return {
-    pairs: hintPairs(teacher, student, options.hints ?? 'auto'),
+    pairs: hintPairs(teacher, student, options.hints ?? 'auto', options.hintPoint),
     step: (indices, phase, lr, augment) => run.step(data, indices, phase, lr, augment),
     capture: (frame) => run.capture(frame),
     restore: (state) => run.restore(state),
@@ -84,6 +84,6 @@ export async function createStepper(teacher: tf.LayersModel | null, student: tf.
 
 /** The trainer's own options out of a run's: plain data, so they can cross into workers. */
 function trainerOptionsOf(o: DistillOptions): DistillTrainerOptions {
-  const keys = ['hints', 'temperature', 'kdWeight', 'ceWeight', 'hintWeights', 'noiseSigma', 'noiseFraction', 'learningRate', 'seed', 'proximal'] as const;
+  const keys = ['hints', 'temperature', 'kdWeight', 'ceWeight', 'hintWeights', 'hintLoss', 'hintPoint', 'noiseSigma', 'noiseFraction', 'learningRate', 'seed', 'proximal'] as const;
   return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as DistillTrainerOptions;
 }

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { createRng, type SeededRng } from '../../core/random.js';
 import { EdgektError } from '../../core/errors.js';
 import { createHintAdapter, type HintAdapter } from './adapters.js';
-import { featureModel, findStageEnds, pairStageEnds, stageEndOf, upstreamLayers, type HintPair } from './hint-points.js';
-import { crossEntropyLoss, hintLoss, kdLoss, noisyTeacherLogits, weightedLoss, type LossParts } from './losses.js';
+import { featureModel, findStageEnds, pairStageEnds, preActivation, stageEndOf, upstreamLayers, type HintPair } from './hint-points.js';
+import { attentionHintLoss, cosineHintLoss, crossEntropyLoss, hintLoss, kdLoss, noisyTeacherLogits, weightedLoss, type HintLossKind, type LossParts } from './losses.js';
 
 /**
  * What one training step optimises. `hints`: hint losses only, training the student's layers up to
@@ -27,6 +27,10 @@ export interface DistillTrainerOptions {
   kdWeight?: number;
   /** Weight of hard-label cross-entropy (dropped when labels are absent). Default 0.3. */
   ceWeight?: number;
+  /** How each hint compares features (HintLossKind). Default 'mse' (FitNets). 'attention' uses no adapters. */
+  hintLoss?: HintLossKind;
+  /** Where a hint reads a stage's feature: after its ReLU (default) or just before it (preActivation). */
+  hintPoint?: HintPoint;
   /** Per-level hint weights, or one weight for every level. Default 1 per level. */
   hintWeights?: number | number[];
   /** Noisy-teacher σ. Default 0.1; 0 disables the noise. */
@@ -45,11 +49,15 @@ export interface DistillTrainerOptions {
   proximal?: { mu: number };
 }
 
+export type HintPoint = 'post-relu' | 'pre-relu';
+export const HINT_POINTS: readonly HintPoint[] = ['post-relu', 'pre-relu'];
+
 export const DISTILL_DEFAULTS = {
   temperature: 4,
   kdWeight: 0.7,
   ceWeight: 0.3,
   hintWeight: 1,
+  hintLoss: 'mse' as HintLossKind,
   noiseSigma: 0.1,
   noiseFraction: 0.5,
   learningRate: 1e-3,
@@ -90,12 +98,12 @@ export interface DistillTrainer {
 }
 
 /** The hint levels a trainer for this teacher, student and `hints` option would use. */
-export function hintPairs(teacher: tf.LayersModel | null, student: tf.LayersModel, hints: DistillTrainerOptions['hints']): HintPair[] {
+export function hintPairs(teacher: tf.LayersModel | null, student: tf.LayersModel, hints: DistillTrainerOptions['hints'], point: HintPoint = 'post-relu'): HintPair[] {
   if (!teacher || hints === 'none') return [];
-  if (Array.isArray(hints)) {
-    return hints.map((h) => ({ teacher: stageEndOf(teacher, h.teacher), student: stageEndOf(student, h.student) }));
-  }
-  return pairStageEnds(findStageEnds(teacher), findStageEnds(student));
+  const pairs = Array.isArray(hints)
+    ? hints.map((h) => ({ teacher: stageEndOf(teacher, h.teacher), student: stageEndOf(student, h.student) }))
+    : pairStageEnds(findStageEnds(teacher), findStageEnds(student));
+  return point === 'pre-relu' ? pairs.map((p) => ({ teacher: preActivation(teacher, p.teacher), student: preActivation(student, p.student) })) : pairs;
 }
 
 function toLogits(t: tf.Tensor, fromProbabilities: boolean): tf.Tensor2D {
@@ -108,7 +116,7 @@ export function createDistillTrainer(
   options: DistillTrainerOptions = {},
 ): DistillTrainer {
   const o = { ...DISTILL_DEFAULTS, ...stripUndefined(options) };
-  const pairs = hintPairs(teacher, student, options.hints ?? 'auto');
+  const pairs = hintPairs(teacher, student, options.hints ?? 'auto', options.hintPoint);
   const hintWeights = Array.isArray(options.hintWeights)
     ? options.hintWeights
     : pairs.map(() => (typeof options.hintWeights === 'number' ? options.hintWeights : DISTILL_DEFAULTS.hintWeight));
@@ -122,7 +130,12 @@ export function createDistillTrainer(
   const noiseRng = createNoiseRng(o.seed);
   const optimizerFor = (phase: DistillPhase): tf.Optimizer => (optimizers[phase] ??= tf.train.adam(o.learningRate));
 
-  const adapterVars = adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
+  // Attention maps compare raw features, so the adapters are left out of training (and stay as created).
+  const adapterVars = o.hintLoss === 'attention' ? [] : adapters.flatMap((a) => [a.kernel, a.bias] as tf.Variable[]);
+  const hintTerm = (i: number, studentFeature: tf.Tensor4D, teacherFeature: tf.Tensor4D): tf.Scalar =>
+    o.hintLoss === 'attention'
+      ? attentionHintLoss(studentFeature, teacherFeature)
+      : (o.hintLoss === 'cosine' ? cosineHintLoss : hintLoss)(adapters[i]!.apply(studentFeature), teacherFeature);
   const studentVars = student.trainableWeights.map((w) => w.read() as tf.Variable);
   const upstream = upstreamLayers(student, pairs.map((p) => p.student.layerName));
   const mu = options.proximal?.mu ?? 0;
@@ -161,7 +174,7 @@ export function createDistillTrainer(
     const outs = asArray(s.model.apply(x, { training: true }));
     const sLogits = toLogits(outs[outs.length - 1]!, s.fromProbabilities);
     const hints = usesHints && teacherOut
-      ? pairs.map((_, i) => hintLoss(adapters[i]!.apply(outs[i] as tf.Tensor4D), teacherOut[i] as tf.Tensor4D))
+      ? pairs.map((_, i) => hintTerm(i, outs[i] as tf.Tensor4D, teacherOut[i] as tf.Tensor4D))
       : [];
     const kd = usesLogits && teacherOut && o.kdWeight > 0 ? kdLoss(sLogits, teacherOut[teacherOut.length - 1] as tf.Tensor2D, o.temperature) : null;
     const ce = usesLogits && labels && (o.ceWeight > 0 || !teacherOut) ? crossEntropyLoss(sLogits, labels) : null;
