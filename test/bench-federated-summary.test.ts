@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { summarizeGroups, verdicts, type ClientAccuracy } from '../src/bench/federated-bench.js';
+import { federatedMarkdown, summarizeGroups, verdicts, type ClientAccuracy } from '../src/bench/federated-bench.js';
 import { memoTrainer, signFlipTrainer } from '../src/cli/fed-bench/transport.js';
 import { RoundConfigSchema } from '../src/config/federated.js';
 import { tensor, type RoundTrainer } from '../src/federated/index.js';
@@ -46,5 +46,9 @@ describe('bench federated summary', () => {
     expect(g!.federated.mean).toBeCloseTo(0.855, 10);
     expect(g!.federated.spread).toBeCloseTo(0.01, 10);
     expect(verdicts([g!])).toEqual({ federatedBeatsLocalAndNone: true, attackedWithin2Points: true, federatedBeatsPrefix: true });
+    // withoutAttackers did not run: its column says so instead of NaN.
+    const row = federatedMarkdown([g!]).split('\n')[2]!;
+    expect(row).toContain('| 85.50 ± 0.50 |');
+    expect(row.endsWith('| not run |')).toBe(true);
   });
 });

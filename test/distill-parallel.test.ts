@@ -122,6 +122,17 @@ describe('data-parallel distill', () => {
     expect(weightDiff).toBeLessThan(WEIGHT_ATOL);
   });
 
+  it.each([['attention', 'post-relu'], ['cosine', 'pre-relu']] as const)('hintLoss %s at %s crosses into the workers: W=2 gives W=1 losses and weights', async (hintLoss, hintPoint) => {
+    const o: DistillOptions = { schedule: 'joint', learningRate: 1e-2, seed: 7, hintLoss, hintPoint };
+    const one = await run(teacher, 1, o);
+    const two = await run(teacher, 2, o);
+    const mse = await run(teacher, 1, { schedule: 'joint', learningRate: 1e-2, seed: 7 });
+    // The option reached the trainer: its hint terms differ from the default MSE's.
+    expect(one.parts[0]!.slice(0, -3)).not.toEqual(mse.parts[0]!.slice(0, -3));
+    expect(maxRelDiff(one.losses, two.losses)).toBeLessThan(LOSS_RTOL);
+    expect(maxAbsDiff(one.weights, two.weights)).toBeLessThan(WEIGHT_ATOL);
+  });
+
   it('leaks no tensors on the main thread or in the workers over multi-epoch runs, and reuses replicas until the architecture changes', async () => {
     const pool = await createDistillWorkers(teacher, { workers: 2, backend: 'cpu' });
     try {

@@ -73,7 +73,7 @@ export function verdicts(groups: readonly FedGroupReport[]): { federatedBeatsLoc
   };
 }
 
-const pct = (s: SeedStat): string => `${(s.mean * 100).toFixed(2)} ± ${((s.spread * 100) / 2).toFixed(2)}`;
+const pct = (s: SeedStat): string => (Number.isFinite(s.mean) ? `${(s.mean * 100).toFixed(2)} ± ${((s.spread * 100) / 2).toFixed(2)}` : 'not run');
 
 /** Markdown table: one row a group, accuracy % (mean ± half the spread over seeds). */
 export function federatedMarkdown(groups: readonly FedGroupReport[]): string {
