@@ -1,9 +1,10 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readJobUnit } from '../src/cli/fed-bench/jobs.js';
-import { runCli } from './helpers/cli.js';
+import { ROOT, runCli } from './helpers/cli.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'edgekt-fedjobs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,4 +37,23 @@ describe('bench federated --jobs unit files', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('EDGEKT_ERR_USAGE');
   });
+
+  it('children run on the parent\'s backend and exit when the parent is SIGKILLed', async () => {
+    const cache = path.join(dir, 'cache');
+    const parent = spawn(process.execPath, [path.join(ROOT, 'bin', 'edgekt.js'), '--backend', 'wasm', 'bench', 'federated', '--preset', 'tiny', '--transport', 'in-process', '--json', '--cache', cache, '--jobs', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    parent.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+    const children = (): string[] => spawnSync('pgrep', ['-P', String(parent.pid)], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.length > 0);
+    const alive = (pid: string): boolean => spawnSync('kill', ['-0', pid]).status === 0;
+    const deadline = Date.now() + 150_000;
+    let kids: string[] = [];
+    while (Date.now() < deadline && (kids = children()).length < 2) await sleep(200);
+    expect(kids.length, err).toBe(2);
+    expect(spawnSync('ps', ['-o', 'args=', '-p', kids[0]!], { encoding: 'utf8' }).stdout).toContain('--backend wasm bench federated --job-unit');
+    parent.kill('SIGKILL');
+    const gone = Date.now() + 15_000;
+    while (Date.now() < gone && kids.some(alive)) await sleep(200);
+    expect(kids.filter(alive)).toEqual([]);
+  }, 200_000);
 });

@@ -7,7 +7,7 @@ import { EdgektError } from '../../core/errors.js';
 import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runSeed, type ExperimentSettings, type SeedRun } from '../fed-bench/experiment.js';
 import { prepareBench, type BenchSetup, type SetupSettings } from '../fed-bench/setup.js';
-import { readJobUnit, runSeedsInChildren } from '../fed-bench/jobs.js';
+import { readJobUnit, runSeedsInChildren, watchParent } from '../fed-bench/jobs.js';
 import { createMqttTransport } from '../fed-bench/mqtt-transport.js';
 import { createInProcessTransport } from '../fed-bench/transport.js';
 import { cacheRoot } from './teacher.js';
@@ -127,6 +127,8 @@ async function runSeedsHere(setup: BenchSetup, s: Preset, transportName: 'mqtt' 
 async function runJobUnit(ctx: CliContext, file: string): Promise<void> {
   const unit = await readJobUnit<Preset>(file);
   stopOnSignals();
+  watchParent();
+  await ctx.backend(); // --backend from the parent; without it tfjs would run its pure-JS fallback
   const log = progressLog(ctx, performance.now());
   const setup = await prepareBench({ ...unit.settings, cacheDir: unit.cacheDir }, log, { evaluate: false });
   const { runs } = await runSeedsHere(setup, unit.settings, unit.transport, log);
@@ -189,7 +191,7 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
           // Teacher and base are cached now; each child loads them and runs its share of the seeds.
           setup.teacher.dispose();
           setup.base.dispose();
-          runs = await runSeedsInChildren({ settings: s, cacheDir, transport: o.transport }, jobs, log);
+          runs = await runSeedsInChildren({ settings: s, cacheDir, transport: o.transport as 'mqtt' | 'in-process' }, info.backend, jobs, log);
         } else {
           const r = await runSeedsHere(setup, s, o.transport as 'mqtt' | 'in-process', log);
           runs = r.runs;

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { FED_CONDITIONS, type FedCondition } from '../../bench/federated-bench.js';
 import { z } from 'zod';
 import { EdgektError } from '../../core/errors.js';
+import type { BackendName } from '../../runtime/backend.js';
 import type { SeedRun } from './experiment.js';
 
 /** `edgekt bench federated --jobs`: the seeds' work in a pool of child processes of the same command. */
@@ -31,6 +32,17 @@ const JobUnitSchema = z.object({
   transport: z.enum(['mqtt', 'in-process']),
   out: z.string().min(1),
 });
+
+/**
+ * In a --jobs child: exit (through process.exit, so its broker goes too) when the parent's IPC
+ * channel closes, i.e. when the parent is gone, however it died. Without it, a parent killed by
+ * SIGKILL (a test runner's timeout) left its children training for minutes.
+ */
+export function watchParent(): void {
+  if (!process.send) return;
+  process.once('disconnect', () => process.exit(143));
+  process.channel?.unref();
+}
 
 /** Reads a unit file written by runSeedsInChildren; a malformed one is EDGEKT_ERR_USAGE. */
 export async function readJobUnit<S extends { seeds: number[]; conditions?: FedCondition[] }>(file: string): Promise<JobUnit<S>> {
@@ -80,6 +92,8 @@ function mergeSeedHalves(parts: readonly SeedRun[]): SeedRun {
  */
 export async function runSeedsInChildren<S extends { seeds: number[]; conditions?: FedCondition[] }>(
   base: Omit<JobUnit<S>, 'out'>,
+  /** The parent's backend, given to each child as --backend. */
+  backend: BackendName,
   jobs: number,
   log: (line: string) => void,
 ): Promise<SeedRun[]> {
@@ -103,13 +117,15 @@ export async function runSeedsInChildren<S extends { seeds: number[]; conditions
       const unit: JobUnit<S> = { ...base, settings: { ...base.settings, seeds: [u.seed], conditions: [...u.conditions] }, out };
       writeFile(unitFile, JSON.stringify(unit)).then(() => start(), reject);
       const start = (): void => {
-      const child = spawn(process.execPath, [...process.execArgv, BIN, 'bench', 'federated', '--job-unit', unitFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+      // The IPC channel is only there so the child sees this process die, even by SIGKILL (watchParent).
+      const child = spawn(process.execPath, [...process.execArgv, BIN, '--backend', backend, 'bench', 'federated', '--job-unit', unitFile], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
       const stopChild = (): void => void child.kill('SIGTERM');
       process.once('exit', stopChild);
       let tail = '';
       let last: string[] = [];
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk: string) => {
+      const stderr = child.stderr!;
+      stderr.setEncoding('utf8');
+      stderr.on('data', (chunk: string) => {
         const lines = (tail + chunk).split('\n');
         tail = lines.pop() ?? '';
         for (const line of lines) {

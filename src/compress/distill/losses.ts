@@ -59,9 +59,16 @@ export function cosineHintLoss(adaptedStudent: tf.Tensor4D, teacher: tf.Tensor4D
   return tf.tidy(() => {
     const [s, t] = sameSpatial(adaptedStudent, teacher);
     const dot = tf.sum(tf.mul(s, t), -1);
-    const norms = tf.mul(tf.norm(s, 'euclidean', -1), tf.norm(t, 'euclidean', -1));
-    return tf.mean(tf.sub(1, tf.div(dot, tf.add(norms, eps)))) as tf.Scalar;
+    return tf.mean(tf.sub(1, tf.div(dot, tf.mul(smoothNorm(s, eps), smoothNorm(t, eps))))) as tf.Scalar;
   });
+}
+
+/**
+ * √(Σx² + eps) along `axis`: an L2 norm whose gradient stays finite at the zero vector (tf.norm's is
+ * 0/0 there, and a position where every channel is 0 after a ReLU is common).
+ */
+function smoothNorm(x: tf.Tensor, eps: number, axis = -1, keepDims = false): tf.Tensor {
+  return tf.sqrt(tf.add(tf.sum(tf.square(x), axis, keepDims), eps));
 }
 
 /** Spatial attention map of a feature: channel mean of the squared activations, flattened and L2-normalised per sample. */
@@ -69,7 +76,7 @@ export function attentionMap(feature: tf.Tensor4D, eps = 1e-6): tf.Tensor2D {
   return tf.tidy(() => {
     const [n, h, w] = feature.shape;
     const a = tf.reshape(tf.mean(tf.square(feature), -1), [n, h * w]);
-    return tf.div(a, tf.add(tf.norm(a, 'euclidean', -1, true), eps)) as tf.Tensor2D;
+    return tf.div(a, smoothNorm(a, eps, -1, true)) as tf.Tensor2D;
   });
 }
 
