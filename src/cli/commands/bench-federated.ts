@@ -36,7 +36,7 @@ const ISSUE_CONDITIONS: FedCondition[] = ['federated', 'prefix', 'localOnly', 'a
 export const FED_PRESETS: Record<'full' | 'quick' | 'tiny', Preset> = {
   full: {
     data: 'fashion-mnist', serverSamples: 10000, clientSamples: 4800, testSamples: 2000, teacherEpochs: 3, baseEpochs: 5, width: 1,
-    groups: GROUPS_FULL, alpha: 0.5, rounds: 6, epochs: 1, batchSize: 32, learningRate: 6e-3, mu: 0.01, maxSteps: 12,
+    groups: GROUPS_FULL, alpha: 0.5, rounds: 7, epochs: 1, batchSize: 32, learningRate: 6e-3, mu: 0.01, maxSteps: 12,
     attackers: 2, attackScale: 10, trimBeta: 0.1, trimWeighted: true, attackClip: 'median', attackClipFactor: 2, attackRejectFactor: 3, seeds: [0, 1, 2],
     conditions: ISSUE_CONDITIONS,
   },
