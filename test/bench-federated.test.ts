@@ -38,7 +38,7 @@ describe('edgekt bench federated --preset tiny', () => {
     first = out;
     // Every condition ran for every seed (progress lines on stderr).
     for (const seed of [0, 1, 2]) for (const c of FED_CONDITIONS) expect(r.stderr).toContain(`seed ${seed} ${c}: large`);
-  });
+  }, 300_000);
 
   it('runs only the conditions asked for, on the seeds listed, the same in one process as in two; refuses an unknown condition with a usage error', async () => {
     const r = await runCliAsync(['bench', 'federated', '--preset', 'tiny', '--transport', 'in-process', '--json', '--cache', cache, '--seeds', '2,1', '--conditions', 'withoutAttackers', '--jobs', '1'], {}, 300_000);
