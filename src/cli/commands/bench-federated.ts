@@ -162,6 +162,7 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
         const preset = FED_PRESETS[o.preset as keyof typeof FED_PRESETS];
         if (!preset) throw new EdgektError('EDGEKT_ERR_USAGE', `--preset must be full, quick or tiny, got ${o.preset}`);
         if (o.transport !== 'mqtt' && o.transport !== 'in-process') throw new EdgektError('EDGEKT_ERR_USAGE', `--transport must be mqtt or in-process, got ${o.transport}`);
+        const transport: 'mqtt' | 'in-process' = o.transport;
         const s: Preset = {
           ...preset,
           ...(o.rounds !== undefined ? { rounds: o.rounds } : {}),
@@ -186,14 +187,14 @@ export function registerBenchFederated(bench: Command, ctx: CliContext): void {
         const params = { teacher: setup.teacher.countParams(), base: setup.base.countParams() };
         const jobs = Math.max(1, Math.min(o.jobs ?? os.availableParallelism(), 2 * s.seeds.length));
         let runs: SeedRun[];
-        let transportName: string = o.transport;
+        let transportName: string = transport;
         if (jobs > 1) {
           // Teacher and base are cached now; each child loads them and runs its share of the seeds.
           setup.teacher.dispose();
           setup.base.dispose();
-          runs = await runSeedsInChildren({ settings: s, cacheDir, transport: o.transport as 'mqtt' | 'in-process' }, info.backend, jobs, log);
+          runs = await runSeedsInChildren({ settings: s, cacheDir, transport }, info.backend, jobs, log);
         } else {
-          const r = await runSeedsHere(setup, s, o.transport as 'mqtt' | 'in-process', log);
+          const r = await runSeedsHere(setup, s, transport, log);
           runs = r.runs;
           transportName = r.transport;
         }

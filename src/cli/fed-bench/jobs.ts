@@ -111,41 +111,39 @@ export async function runSeedsInChildren<S extends { seeds: number[]; conditions
     log(`running ${units.length} units (seed × half of the conditions) in ${jobs} processes at a time`);
     const results = new Map<string, SeedRun>();
     let next = 0;
-    const runUnit = (u: (typeof units)[number]): Promise<void> => new Promise<void>((resolve, reject) => {
+    const runUnit = async (u: (typeof units)[number]): Promise<void> => {
       const out = path.join(dir, `seed-${u.seed}-${u.half}.json`);
       const unitFile = path.join(dir, `unit-${u.seed}-${u.half}.json`);
       const tag = `seed ${u.seed}/${u.half + 1}`;
       const unit: JobUnit<S> = { ...base, settings: { ...base.settings, seeds: [u.seed], conditions: [...u.conditions] }, out };
-      writeFile(unitFile, JSON.stringify(unit)).then(() => start(), reject);
-      const start = (): void => {
-      // The IPC channel is only there so the child sees this process die, even by SIGKILL (watchParent).
-      const child = spawn(process.execPath, [...process.execArgv, BIN, '--backend', backend, 'bench', 'federated', '--job-unit', unitFile], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-      const stopChild = (): void => void child.kill('SIGTERM');
-      process.once('exit', stopChild);
-      let tail = '';
-      let last: string[] = [];
-      const stderr = child.stderr!;
-      stderr.setEncoding('utf8');
-      stderr.on('data', (chunk: string) => {
-        const lines = (tail + chunk).split('\n');
-        tail = lines.pop() ?? '';
-        for (const line of lines) {
-          if (line.includes('[NODE-CRON]')) continue;
-          last = [...last.slice(-19), line];
-          log(`[${tag}] ${line.replace(/^\[\s*\d+ s\] /, '')}`);
-        }
+      await writeFile(unitFile, JSON.stringify(unit));
+      await new Promise<void>((resolve, reject) => {
+        // The IPC channel is only there so the child sees this process die, even by SIGKILL (watchParent).
+        const child = spawn(process.execPath, [...process.execArgv, BIN, '--backend', backend, 'bench', 'federated', '--job-unit', unitFile], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+        const stopChild = (): void => void child.kill('SIGTERM');
+        process.once('exit', stopChild);
+        let tail = '';
+        let last: string[] = [];
+        const stderr = child.stderr!;
+        stderr.setEncoding('utf8');
+        stderr.on('data', (chunk: string) => {
+          const lines = (tail + chunk).split('\n');
+          tail = lines.pop() ?? '';
+          for (const line of lines) {
+            if (line.includes('[NODE-CRON]')) continue;
+            last = [...last.slice(-19), line];
+            log(`[${tag}] ${line.replace(/^\[\s*\d+ s\] /, '')}`);
+          }
+        });
+        child.on('error', reject);
+        child.on('close', (code) => {
+          process.removeListener('exit', stopChild);
+          if (code !== 0) reject(new EdgektError('EDGEKT_ERR_INTERNAL', `bench federated child for ${tag} (${u.conditions.join(',')}) exited with ${code}: ${last.slice(-5).join(' | ')}`));
+          else resolve();
+        });
       });
-      child.on('error', reject);
-      child.on('close', (code) => {
-        process.removeListener('exit', stopChild);
-        if (code !== 0) return reject(new EdgektError('EDGEKT_ERR_INTERNAL', `bench federated child for ${tag} (${u.conditions.join(',')}) exited with ${code}: ${last.slice(-5).join(' | ')}`));
-        readFile(out, 'utf8').then((t) => {
-          results.set(`${u.seed}/${u.half}`, (JSON.parse(t) as SeedRun[])[0]!);
-          resolve();
-        }, reject);
-      });
-      };
-    });
+      results.set(`${u.seed}/${u.half}`, (JSON.parse(await readFile(out, 'utf8')) as SeedRun[])[0]!);
+    };
     const worker = async (): Promise<void> => {
       while (next < units.length) await runUnit(units[next++]!);
     };
