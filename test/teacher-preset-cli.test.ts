@@ -34,5 +34,9 @@ describe('edgekt teacher train --preset', () => {
     expect(paper.stderr).toContain(path.join(dir, 'teachers', 'fashion-mnist-strong-0'));
     expect(paper.stderr).toContain('--preset strong');
     expect(runCli(['bench', 'distill', '--teacher-preset', 'huge'], env).stderr).toContain('EDGEKT_ERR_USAGE');
+    const importance = runCli(['bench', 'paper', '--importance', 'l7', '--latency-aware'], env);
+    expect(importance.code).toBe(2);
+    expect(importance.stderr).toContain('EDGEKT_ERR_USAGE');
+    expect(importance.stderr).toContain('l1 | l2 | fpgm');
   });
 });

@@ -89,3 +89,11 @@ export function parseFloatOption(name: string) {
     return n;
   };
 }
+
+/** One of a fixed set of words, e.g. `--importance l1`; anything else is a usage error naming the set. */
+export function parseChoiceOption<T extends string>(name: string, choices: readonly T[]) {
+  return (value: string): T => {
+    if (!(choices as readonly string[]).includes(value)) throw new InvalidArgumentError(`--${name} expects one of ${choices.join(' | ')}, got "${value}"`);
+    return value as T;
+  };
+}

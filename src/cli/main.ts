@@ -36,6 +36,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--backend <name>', 'tfjs backend: auto | tensorflow | wasm | cpu (env EDGEKT_BACKEND)')
     .option('--log-json', 'log progress as pino JSON lines on stderr instead of bars and text lines (level: env EDGEKT_LOG_LEVEL)')
     .showHelpAfterError()
+    // Parse errors (unknown option, bad option value) carry the same stable code as every other usage error.
+    .configureOutput({ outputError: (str, write) => write(`edgekt: error EDGEKT_ERR_USAGE: ${str.replace(/^error: /, '')}`) })
     .exitOverride();
   const ctx: CliContext = createCliContext(program, process.env);
   await lazyCommands(program, ctx, COMMANDS, argv.slice(2), VALUE_OPTIONS);

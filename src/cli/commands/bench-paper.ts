@@ -5,14 +5,17 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
 import { unmetSummary } from '../../compress/pipeline.js';
+import { IMPORTANCE_KINDS } from '../../config/job-spec.js';
 import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
 import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
-import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseChoiceOption, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runCompressCommand } from './compress.js';
 import { cacheRoot, parseTeacherPreset, teacherDir } from './teacher.js';
+
+type ImportanceKind = (typeof IMPORTANCE_KINDS)[number];
 
 interface PaperOptions {
   workers?: number;
@@ -35,6 +38,8 @@ interface PaperOptions {
   trainLimit?: number;
   seed: number;
   teacherPreset: string;
+  importance: ImportanceKind;
+  latencyAware?: boolean;
 }
 
 /**
@@ -67,7 +72,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--resume', 'resume an interrupted compression in OUT')
     .option('--json', 'print JSON')
     .option('--width <f>', 'lighten width multiplier', parseFloatOption('width'), PAPER_DEFAULTS.width)
-    .option('--depth <n|list|all>', `convolutions kept per lightened stage: one count, one per stage like 1,2,2, or all (default: ${String(PAPER_DEFAULTS.depth)})`, parsePaperDepth, PAPER_DEFAULTS.depth)
+    .option('--depth <n|list|all>', 'convolutions kept per lightened stage: one count, one per stage like 1,2,2, or all', parsePaperDepth, PAPER_DEFAULTS.depth)
     .option('--distill-epochs <n>', 'distillation epochs', parseIntOption('distill-epochs'), PAPER_DEFAULTS.distillEpochs)
     .option('--final-epochs <n>', 'fine-tune epochs after pruning', parseIntOption('final-epochs'), PAPER_DEFAULTS.finalEpochs)
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
@@ -76,6 +81,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), PAPER_DEFAULTS.step)
     .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', PAPER_DEFAULTS.size)
     .option('--latency <budget>', 'optional p95 latency budget relative to the teacher, e.g. 0.3x (p95 is noisy on a shared machine)')
+    .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, parseChoiceOption('importance', IMPORTANCE_KINDS), 'l1' as ImportanceKind)
+    .option('--latency-aware', 'rank filter groups by importance lost per ms saved (NetAdapt-style; pair with --latency)')
     .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
     .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
     .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
@@ -103,7 +110,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
           seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
           schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
-          batchSize: 64, step: o.step, maxIterations: 40, importance: 'l1', minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
+          batchSize: 64, step: o.step, maxIterations: 40, importance: o.importance, ...(o.latencyAware ? { latencyAware: true } : {}), minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
         if (!met) ctx.err(`edgekt: ${unmetSummary(report)}; reporting the closest student`);
         const minutes = (performance.now() - started) / 60000;

@@ -82,8 +82,17 @@ export async function createStepper(teacher: tf.LayersModel | null, student: tf.
   };
 }
 
+/**
+ * Every DistillTrainerOptions key, as a Record so that the compiler refuses this file when a trainer
+ * option is added without it (it would silently stay on the main thread otherwise).
+ */
+const TRAINER_OPTION_KEYS: Record<keyof DistillTrainerOptions, true> = {
+  hints: true, temperature: true, kdWeight: true, ceWeight: true, hintLoss: true, hintPoint: true, hintWeights: true,
+  noiseSigma: true, noiseFraction: true, learningRate: true, seed: true, proximal: true,
+};
+
 /** The trainer's own options out of a run's: plain data, so they can cross into workers. */
 function trainerOptionsOf(o: DistillOptions): DistillTrainerOptions {
-  const keys = ['hints', 'temperature', 'kdWeight', 'ceWeight', 'hintWeights', 'hintLoss', 'hintPoint', 'noiseSigma', 'noiseFraction', 'learningRate', 'seed', 'proximal'] as const;
+  const keys = Object.keys(TRAINER_OPTION_KEYS) as (keyof DistillTrainerOptions)[];
   return Object.fromEntries(keys.filter((k) => o[k] !== undefined).map((k) => [k, o[k]])) as DistillTrainerOptions;
 }
