@@ -52,6 +52,10 @@ describe('paper bench table', () => {
     expect(p.meetsMargins).toBe(p.paramsRatio >= 60 && p.latencyRatio >= 3.6 && p.accuracyDropPoints <= 0.7);
     expect(paperMarkdown(p)).toContain(`| every target met | | | | ${p.meetsTargets ? 'yes' : 'no'} | ${p.meetsMargins ? 'yes' : 'no'} |`);
     expect(paperMarkdown(p)).toContain('| parameters |');
+    expect(p.computeBound.macsPerMs).toBeGreaterThan(0);
+    expect(p.computeBound.studentBoundMs).toBeCloseTo(p.student.macs / p.computeBound.macsPerMs);
+    expect(p.computeBound.studentOverBound).toBeCloseTo(p.student.latencyP50Ms / p.computeBound.studentBoundMs);
+    expect(paperMarkdown(p)).toContain('p50 ÷ bound');
     t.dispose();
     s.dispose();
   });

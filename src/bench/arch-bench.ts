@@ -60,14 +60,18 @@ export function forwardThroughput(model: tf.LayersModel, macsPerSample: number, 
   }
 }
 
+/** The best of forwardThroughput over batch sizes: the backend's compute rate once per-op overhead is amortised. */
+export function bestForwardThroughput(model: tf.LayersModel, macsPerSample: number, batches: readonly number[] = [1, 4, 16, 64]): { macsPerMs: number; batch: number } {
+  const repeats = (b: number): number => Math.max(5, Math.ceil(64 / b));
+  const rates = batches.map((b) => ({ b, r: forwardThroughput(model, macsPerSample, b, repeats(b)) }));
+  const best = rates.reduce((a, x) => (x.r > a.r ? x : a));
+  return { macsPerMs: best.r, batch: best.b };
+}
+
 export function archBench(models: readonly ArchModel[], options: LatencyOptions & { throughputBatches?: readonly number[] } = {}): ArchBenchResult {
   if (models.length === 0) throw new TypeError('archBench needs at least the teacher');
   const graphs = models.map((m) => graphFromModel(m.model));
-  const repeats = (b: number): number => Math.max(5, Math.ceil(64 / b));
-  const rates = (options.throughputBatches ?? [1, 4, 16, 64]).map((b) => ({ b, r: forwardThroughput(models[0]!.model, graphs[0]!.totalMacs, b, repeats(b)) }));
-  const best = rates.reduce((a, x) => (x.r > a.r ? x : a));
-  const macsPerMs = best.r;
-  const batch = best.b;
+  const { macsPerMs, batch } = bestForwardThroughput(models[0]!.model, graphs[0]!.totalMacs, options.throughputBatches);
   const run = interleavedTrials(models.map((m) => m.model), options);
   const t0 = run.models[0]!.latencyP50Ms;
   const rows = models.map((m, i): ArchRow => {

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { ImageSet } from '../data/types.js';
 import { evaluateAccuracy, graphFromModel } from '../model/index.js';
 import type { LatencyStats } from '../config/measurement.js';
+import { bestForwardThroughput } from './arch-bench.js';
 import { interleavedTrials, type TrialLatency } from './latency.js';
 
 /** The issue's targets for the paper table. */
@@ -44,6 +45,11 @@ export interface PaperTable {
   /** The teacher with the same deployment treatment as the student (BN folded), for a fair aside. */
   teacherDeployedLatencyP50Ms?: number;
   latencyRatioVsDeployedTeacher?: number;
+  /**
+   * The student's batch-1 p50 against its compute bound: MACs ÷ the backend's best forward throughput,
+   * measured on the teacher (as deployed when given) over batches 1–64. overBound 1 = compute-bound.
+   */
+  computeBound: { macsPerMs: number; throughputBatch: number; studentBoundMs: number; studentOverBound: number; teacherOverBound: number };
   targets: typeof PAPER_TARGETS;
   meetsTargets: boolean;
   margins: typeof PAPER_MARGINS;
@@ -71,6 +77,15 @@ export function paperTable(
   };
   const t = side(teacher, lt);
   const s = side(student, ls);
+  const reference = teacherDeployed ?? teacher;
+  const rate = bestForwardThroughput(reference, graphFromModel(reference).totalMacs);
+  const computeBound = {
+    macsPerMs: rate.macsPerMs,
+    throughputBatch: rate.batch,
+    studentBoundMs: s.macs / rate.macsPerMs,
+    studentOverBound: s.latencyP50Ms / (s.macs / rate.macsPerMs),
+    teacherOverBound: (td ?? lt).latencyP50Ms / (t.macs / rate.macsPerMs),
+  };
   const table = {
     backend,
     runs: perTrial * trials,
@@ -84,6 +99,7 @@ export function paperTable(
     teacherAccuracy: t.accuracy,
     studentAccuracy: s.accuracy,
     accuracyDropPoints: (t.accuracy - s.accuracy) * 100,
+    computeBound,
     targets: PAPER_TARGETS,
     ...(td ? { teacherDeployedLatencyP50Ms: td.latencyP50Ms, latencyRatioVsDeployedTeacher: td.latencyP50Ms / s.latencyP50Ms } : {}),
   };
@@ -103,6 +119,7 @@ export function paperMarkdown(p: PaperTable): string {
     ...(p.teacherDeployedLatencyP50Ms !== undefined
       ? [`| latency p50 (ms), teacher also BN-folded | ${p.teacherDeployedLatencyP50Ms.toFixed(3)} | ${p.student.latencyP50Ms.toFixed(3)} | ${p.latencyRatioVsDeployedTeacher!.toFixed(2)}× | | |`]
       : []),
+    `| compute bound (ms): MACs ÷ ${Math.round(p.computeBound.macsPerMs).toLocaleString('en-US')} MACs/ms (batch ${p.computeBound.throughputBatch}) | ${(p.teacher.macs / p.computeBound.macsPerMs).toFixed(3)} | ${p.computeBound.studentBoundMs.toFixed(3)} | p50 ÷ bound: teacher ${p.computeBound.teacherOverBound.toFixed(1)}, student ${p.computeBound.studentOverBound.toFixed(1)} | | |`,
     `| batch-1 latency p95 (ms) | ${p.teacher.latencyP95Ms.toFixed(3)} | ${p.student.latencyP95Ms.toFixed(3)} | | | |`,
     `| p50 across ${p.trials} alternating trials (ms) | ${range(p.teacher)} | ${range(p.student)} | | | |`,
     `| test accuracy (${n(p.testSamples)} images) | ${(p.teacherAccuracy * 100).toFixed(2)} % | ${(p.studentAccuracy * 100).toFixed(2)} % | ${p.accuracyDropPoints.toFixed(2)} points | ≤ ${p.targets.maxAccuracyDropPoints} point | ≤ ${p.margins.maxAccuracyDropPoints} point |`,
