@@ -5,7 +5,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { paperMarkdown, paperTable } from '../../bench/paper-bench.js';
 import { unmetSummary } from '../../compress/pipeline.js';
-import { IMPORTANCE_KINDS } from '../../config/job-spec.js';
+import type { ImportanceKind } from '../../compress/prune/importance.js';
+import { IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS } from '../../config/job-spec.js';
 import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
 import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
@@ -14,8 +15,6 @@ import { loadModel } from '../../model/index.js';
 import { action, parseChoiceOption, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { runCompressCommand } from './compress.js';
 import { cacheRoot, parseTeacherPreset, teacherDir } from './teacher.js';
-
-type ImportanceKind = (typeof IMPORTANCE_KINDS)[number];
 
 interface PaperOptions {
   workers?: number;
@@ -85,8 +84,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--step <f>', 'share of channels cut per pruning iteration', parseFloatOption('step'), PAPER_DEFAULTS.step)
     .option('--size <budget>', 'model size budget relative to the teacher (0.01x: the 100× stretch goal)', PAPER_DEFAULTS.size)
     .option('--latency <budget>', 'optional p95 latency budget relative to the teacher, e.g. 0.3x (p95 is noisy on a shared machine)')
-    .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, parseChoiceOption('importance', IMPORTANCE_KINDS), 'l1' as ImportanceKind)
-    .option('--latency-aware', 'rank filter groups by importance lost per ms saved (NetAdapt-style; pair with --latency)')
+    .option('--importance <kind>', `filter importance: ${IMPORTANCE_KINDS.join(' | ')}`, parseChoiceOption('importance', IMPORTANCE_KINDS), JOB_SPEC_DEFAULTS.importance)
+    .option('--latency-aware', 'rank filter groups by importance lost per ms saved (NetAdapt-style: measures a latency table per group each iteration)')
     .option('--runs <n>', 'timed batch-1 runs per model for the table', parseIntOption('runs'), 300)
     .option('--train-limit <n>', 'train the student on at most N samples (time budget on slow machines)', parseIntOption('train-limit'))
     .option('--eval-limit <n>', 'validation samples used inside the pruning loop', parseIntOption('eval-limit'), 2000)
