@@ -52,6 +52,37 @@ describe('batch-norm folding', () => {
     [t, s, f].forEach((m) => m.dispose());
   });
 
+  it('removes a ReLU that repeats the fused ReLU before it (what lighten --depth leaves at a stage end)', async () => {
+    const t = buildReferenceTeacher({ inputShape: [12, 12, 1], widths: [8, 16], denseUnits: 16 });
+    const s = (await lighten(t, { widthMultiplier: 0.5, depth: [1, 1] })).student;
+    randomiseBn(s, 5);
+    // The last stage keeps conv1 (+BN+ReLU) and the teacher's stage-end ReLU after it.
+    const acts = (m: tf.LayersModel) => m.layers.filter((l) => l.getClassName() === 'Activation').map((l) => l.name);
+    expect(acts(s)).toContain('s2_relu2');
+    const f = await foldBatchNorm(s);
+    expect(acts(f)).toEqual([]);
+    const x = tf.randomNormal([3, 12, 12, 1], 0, 1, 'float32', 4);
+    expect(maxDiff(s, f, x)).toBeLessThan(1e-4);
+    x.dispose();
+    [t, s, f].forEach((m) => m.dispose());
+  });
+
+  it('keeps an activation that is not the identity after its input', async () => {
+    const x = tf.input({ shape: [4] });
+    const d = tf.layers.dense({ units: 4, activation: 'relu' }).apply(x) as tf.SymbolicTensor;
+    const a = tf.layers.activation({ activation: 'relu6' }).apply(d) as tf.SymbolicTensor;
+    const b = tf.layers.activation({ activation: 'relu' }).apply(a) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2 }).apply(b) as tf.SymbolicTensor;
+    const m = tf.model({ inputs: x, outputs: out });
+    const f = await foldBatchNorm(m);
+    // relu6 after relu clips at 6: kept; relu after relu6: the identity, removed.
+    expect(f.layers.filter((l) => l.getClassName() === 'Activation').map((l) => (l.getConfig() as { activation: string }).activation)).toEqual(['relu6']);
+    const xs = tf.mul(tf.randomNormal([5, 4], 0, 1, 'float32', 9), 20);
+    expect(maxDiff(m, f, xs)).toBeLessThan(1e-4);
+    xs.dispose();
+    [m, f].forEach((k) => k.dispose());
+  });
+
   it('folds through depthwise, separable (multiplier 2) and residual wiring', async () => {
     const m = residual();
     randomiseBn(m, 7);

@@ -39,6 +39,44 @@ function findFolds(model: tf.LayersModel): Fold[] {
   return folds;
 }
 
+/** Activations f with f(g(x)) = g(x) for the activation g that feeds them (ReLU after ReLU or ReLU6, ReLU6 after ReLU6). */
+function idempotentAfter(outer: string, inner: string): boolean {
+  return (outer === 'relu' && (inner === 'relu' || inner === 'relu6')) || (outer === 'relu6' && inner === 'relu6');
+}
+
+/**
+ * Activation layers that repeat the activation already applied by their only input (after folding, a
+ * conv with a fused ReLU followed by another ReLU: what `lighten --depth` leaves when it drops the
+ * conv before a stage's last ReLU). They compute the identity; each still costs an op at batch 1.
+ * Returns removed layer → the layer whose output replaces it.
+ */
+function findRedundantActivations(model: tf.LayersModel, folds: readonly Fold[]): Map<string, string> {
+  const outputs = new Set(model.outputLayers.map((l) => l.name));
+  const byLayer = new Map<string, string>(); // layer → its activation once folded
+  for (const f of folds) if (f.activation) byLayer.set(f.producer, f.activation);
+  const removedByFold = new Set(folds.flatMap((f) => [f.bn, ...(f.act ? [f.act] : [])]));
+  const owner = (l: tf.layers.Layer): string => {
+    // A removed BN/activation's output is now produced by its fold's producer.
+    const f = folds.find((x) => x.bn === l.name || x.act === l.name);
+    return f ? f.producer : l.name;
+  };
+  const redundant = new Map<string, string>();
+  for (const l of model.layers) {
+    if (l.getClassName() !== 'Activation' || outputs.has(l.name) || removedByFold.has(l.name)) continue;
+    const inbound = l.inboundNodes[0]?.inboundLayers ?? [];
+    if (inbound.length !== 1) continue;
+    const src = inbound[0]!;
+    const producer = redundant.get(src.name) ?? owner(src);
+    const p = model.getLayer(producer);
+    const inner = byLayer.get(producer) ?? String((p.getConfig() as Record<string, unknown>).activation ?? 'linear');
+    if (idempotentAfter(String((l.getConfig() as Record<string, unknown>).activation), inner)) {
+      redundant.set(l.name, producer);
+      if (!byLayer.has(producer)) byLayer.set(producer, inner);
+    }
+  }
+  return redundant;
+}
+
 function weightBySuffix(layer: tf.layers.Layer, suffix: string): tf.Tensor | null {
   const v = layer.weights.find((w) => w.originalName.split('/').pop() === suffix);
   return v ? v.read() : null;
@@ -74,7 +112,8 @@ function foldedWeights(p: tf.layers.Layer, bn: tf.layers.Layer): tf.Tensor[] {
  * Deployment form of a trained model: every BatchNormalization right after a conv/dense layer is
  * folded into that layer's kernel and bias, and a following ReLU moves into the layer (tfjs runs
  * conv + bias + ReLU as one fused kernel). Same function (up to float rounding), fewer ops, which
- * is what batch-1 latency of a small student is dominated by. Returns a new model.
+ * is what batch-1 latency of a small student is dominated by. An Activation that repeats the
+ * activation its input already applies (ReLU after a fused ReLU) is removed too. Returns a new model.
  */
 export async function foldBatchNorm(model: tf.LayersModel): Promise<tf.LayersModel> {
   const folds = findFolds(model);
@@ -84,6 +123,7 @@ export async function foldBatchNorm(model: tf.LayersModel): Promise<tf.LayersMod
     removed.set(f.bn, f.producer);
     if (f.act) removed.set(f.act, f.producer);
   }
+  for (const [act, producer] of findRedundantActivations(model, folds)) removed.set(act, producer);
   const topology = model.toJSON(null, false) as { class_name: string; config: { layers: JsonLayer[]; output_layers?: unknown } | JsonLayer[] };
   const cfg = topology.config;
   const layers = Array.isArray(cfg) ? cfg : cfg.layers;
