@@ -47,17 +47,24 @@ describe('edgekt teacher / distill / bench distill', () => {
   });
 
   it('bench distill reports the four methods with mean ± std and the relative claim', () => {
-    const r = runCli(['bench', 'distill', '--data', 'mnist', '--seeds', '1', '--epochs', '1', '--train-limit', '128', '--test-limit', '200', '--json'], env);
+    const r = runCli(['bench', 'distill', '--data', 'mnist', '--seeds', '1', '--epochs', '2', '--train-limit', '128', '--test-limit', '200', '--workers', '2', '--depth', '1,2,1', '--json'], env);
     expect(r.stderr).not.toContain('error');
     expect(r.code).toBe(0);
-    const rep = JSON.parse(r.stdout) as { methods: Array<{ method: string; accuracy: { n: number } }>; claim: unknown; settings: { trainSamples: number } };
+    const rep = JSON.parse(r.stdout) as {
+      methods: Array<{ method: string; accuracy: { n: number } }>; claim: unknown; settings: { trainSamples: number; workers: number; depth: number[] };
+      runs: Array<{ method: string; epochLosses: Array<{ kd: number | null; ce: number | null }> }>;
+    };
     expect(rep.methods.map((m) => m.method)).toEqual(['labels', 'kd', 'multilevel', 'multilevel-noise']);
-    expect(rep.settings.trainSamples).toBe(128);
+    expect(rep.settings).toMatchObject({ trainSamples: 128, workers: 2, depth: [1, 2, 1] });
+    // Every run reports a loss per epoch: KD for the teacher-guided methods, hard labels only for (a).
+    for (const run of rep.runs) expect(run.epochLosses).toHaveLength(2);
+    expect(rep.runs.find((x) => x.method === 'labels')!.epochLosses[0]).toMatchObject({ kd: null });
+    expect(rep.runs.find((x) => x.method === 'kd')!.epochLosses.every((e) => typeof e.kd === 'number')).toBe(true);
     expect(rep.claim).not.toBeNull();
   });
 
   it('bench distill --hint-loss attention runs the multi-level methods with attention hints; an unknown kind is EDGEKT_ERR_USAGE', () => {
-    const r = runCli(['bench', 'distill', '--data', 'mnist', '--seeds', '1', '--epochs', '1', '--train-limit', '128', '--test-limit', '200', '--methods', 'multilevel', '--hint-loss', 'attention', '--hint-point', 'pre-relu', '--json'], env);
+    const r = runCli(['bench', 'distill', '--data', 'mnist', '--seeds', '1', '--epochs', '1', '--train-limit', '128', '--test-limit', '200', '--methods', 'multilevel', '--hint-loss', 'attention', '--hint-point', 'pre-relu', '--workers', '1', '--json'], env);
     expect(r.code).toBe(0);
     const rep = JSON.parse(r.stdout) as { methods: Array<{ method: string }>; settings: { hintLoss: string; hintPoint: string } };
     expect(rep.settings).toMatchObject({ hintLoss: 'attention', hintPoint: 'pre-relu' });

@@ -20,6 +20,13 @@ export interface MethodRun {
   /** Student top-1 accuracy on the test set, 0..1. */
   accuracy: number;
   seconds: number;
+  /** Mean KD and hard-label loss per epoch (the last phase of each epoch): whether a run had converged. */
+  epochLosses?: EpochLoss[];
+}
+
+export interface EpochLoss {
+  kd: number | null;
+  ce: number | null;
 }
 
 export interface MeanStd {
@@ -59,7 +66,7 @@ export interface DistillBenchOptions {
   methods?: readonly DistillMethod[];
   teacherAccuracy: number;
   /** Trains one student with one method and seed; returns its test accuracy. */
-  run: (method: DistillMethod, seed: number) => Promise<{ accuracy: number; seconds: number }>;
+  run: (method: DistillMethod, seed: number) => Promise<{ accuracy: number; seconds: number; epochLosses?: EpochLoss[] }>;
   onRun?: (r: MethodRun, done: number, total: number) => void;
 }
 
@@ -103,7 +110,7 @@ export async function runDistillBench(o: DistillBenchOptions): Promise<DistillBe
   for (const seed of o.seeds) {
     for (const method of methods) {
       const r = await o.run(method, seed);
-      const run: MethodRun = { method, seed, accuracy: r.accuracy, seconds: r.seconds };
+      const run: MethodRun = { method, seed, accuracy: r.accuracy, seconds: r.seconds, ...(r.epochLosses ? { epochLosses: r.epochLosses } : {}) };
       runs.push(run);
       o.onRun?.(run, runs.length, total);
     }

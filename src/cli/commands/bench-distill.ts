@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { Command } from 'commander';
 import {
   DISTILL_METHODS,
@@ -6,13 +7,13 @@ import {
   runDistillBench,
   type DistillMethod,
 } from '../../bench/distill-bench.js';
-import { distill, HINT_LOSS_KINDS, HINT_POINTS, trainSupervised, type DistillOptions, type HintLossKind, type HintPoint } from '../../compress/distill/index.js';
+import { createDistillWorkers, distill, HINT_LOSS_KINDS, HINT_POINTS, trainSupervised, type DistillOptions, type DistillWorkers, type HintLossKind, type HintPoint } from '../../compress/distill/index.js';
 import { evaluateAccuracy } from '../../model/index.js';
 import { lighten } from '../../compress/lighten/index.js';
 import { EdgektError } from '../../core/errors.js';
 import { loadDataset, splitIndices, subset } from '../../data/index.js';
 import { loadModel } from '../../model/index.js';
-import { action, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
+import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 import { TEACHER_PRESETS } from '../../compress/teacher-cache.js';
 import { ensureCachedTeacher, parseTeacherPreset, teacherWorkers } from './teacher.js';
 
@@ -38,6 +39,8 @@ interface BenchDistillCliOptions {
   hintFraction?: string;
   hintLoss: string;
   hintPoint: string;
+  depth?: number | number[];
+  workers?: number;
   json?: boolean;
 }
 
@@ -68,6 +71,8 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
     .option('--hint-fraction <f>', 'fitnets: share of steps on hints only for (c), (d) (default 0.25)')
     .option('--hint-loss <kind>', `how the hints of (c), (d) compare features: ${HINT_LOSS_KINDS.join(' | ')} (FitNets MSE, cosine, attention transfer)`, 'mse')
     .option('--hint-point <where>', `where (c), (d) read a stage's feature: ${HINT_POINTS.join(' | ')} (before the ReLU keeps negative responses)`, 'post-relu')
+    .option('--depth <n|list>', 'convolutions kept per lightened stage: one count, or one per stage like 1,2,1 (default: all)', parseDepthOption('depth'))
+    .option('--workers <n>', `data-parallel training threads per student (default: all cores, ${os.availableParallelism()} here)`, parseIntOption('workers'))
     .option('--json', 'print JSON')
     .action(
       action(ctx, async (opts: BenchDistillCliOptions) => {
@@ -99,14 +104,19 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
         const testLimit = opts.testLimit === undefined ? data.test.count : parseIntOption('test-limit')(opts.testLimit);
         const test = testLimit >= data.test.count ? data.test : subset(data.test, stratified(data.test.y, data.test.count, testLimit));
         const teacher = await loadModel(t.dir, { logits: true });
+        const workers = opts.workers ?? os.availableParallelism();
+        const depth = opts.depth === undefined ? {} : { depth: opts.depth };
+        // One pool for every teacher-guided run (its replicas are rebuilt per student); (a) has no teacher and starts its own.
+        let pool: DistillWorkers | null = null;
         try {
+          if (workers > 1 && methods.some((m) => m !== 'labels')) pool = await createDistillWorkers(teacher.model, { workers });
           const teacherAccuracy = evaluateAccuracy(teacher.model, test);
-          const probe = await lighten(teacher.graph, { widthMultiplier: width, seed: 0 });
+          const probe = await lighten(teacher.graph, { widthMultiplier: width, seed: 0, ...depth });
           const summary = probe.summary;
           probe.student.dispose();
           const settings = {
             data: opts.data, backend: info.backend, teacherDir: t.dir, teacherParams: summary.teacher.params, studentParams: summary.student.params,
-            studentMacs: summary.student.macs, width, trainSamples: train.count, testSamples: test.count, epochs, batchSize, learningRate,
+            studentMacs: summary.student.macs, width, ...depth, workers, trainSamples: train.count, testSamples: test.count, epochs, batchSize, learningRate,
             schedule, seeds: seedCount,
             temperature: num('temperature', opts.temperature) ?? 4, kdWeight: num('kd-weight', opts.kdWeight) ?? 0.7, ceWeight: num('ce-weight', opts.ceWeight) ?? 0.3,
             hintWeight: num('hint-weight', opts.hintWeight) ?? 1, noiseSigma: num('noise-sigma', opts.noiseSigma) ?? 0.1, noiseFraction: num('noise-fraction', opts.noiseFraction) ?? 0.5,
@@ -118,7 +128,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
             methods,
             teacherAccuracy,
             run: async (method, seed) => {
-              const l = await lighten(teacher.graph, { widthMultiplier: width, seed });
+              const l = await lighten(teacher.graph, { widthMultiplier: width, seed, ...depth });
               try {
                 const hints = l.stages.map((m) => ({ teacher: m.teacher.layerName, student: m.student.layerName }));
                 const common: DistillOptions = { epochs, batchSize, seed, learningRate };
@@ -126,9 +136,10 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
                 const noise = method === 'multilevel' ? 0 : num('noise-sigma', opts.noiseSigma);
                 const r =
                   method === 'labels'
-                    ? await trainSupervised(l.student, train, common)
+                    ? await trainSupervised(l.student, train, { ...common, workers })
                     : await distill(teacher.model, l.student, train, {
                         ...common,
+                        ...(pool ? { pool } : {}),
                         ...kdOpts,
                         ...(method === 'kd'
                           ? { hints: 'none', schedule: 'joint', noiseSigma: 0 }
@@ -137,7 +148,11 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
                               hintWeights: num('hint-weight', opts.hintWeight), hintFraction: num('hint-fraction', opts.hintFraction), hintLoss, hintPoint,
                             }),
                       });
-                return { accuracy: evaluateAccuracy(l.student, test), seconds: r.seconds };
+                const epochLosses = r.history.map((e) => {
+                  const last = Object.values(e.phases).at(-1);
+                  return { kd: last?.kd ?? null, ce: last?.ce ?? null };
+                });
+                return { accuracy: evaluateAccuracy(l.student, test), seconds: r.seconds, epochLosses };
               } finally {
                 l.student.dispose();
               }
@@ -152,6 +167,7 @@ export function registerBenchDistill(bench: Command, ctx: CliContext): void {
           ctx.out('');
           ctx.out(`total ${totalSeconds.toFixed(0)} s`);
         } finally {
+          await pool?.dispose();
           teacher.model.dispose();
         }
       }),
