@@ -56,6 +56,12 @@ describe('paper bench table', () => {
     expect(p.computeBound.studentBoundMs).toBeCloseTo(p.student.macs / p.computeBound.macsPerMs);
     expect(p.computeBound.studentOverBound).toBeCloseTo(p.student.latencyP50Ms / p.computeBound.studentBoundMs);
     expect(paperMarkdown(p)).toContain('p50 ÷ bound');
+    expect(p.meetsBeyond).toBeUndefined();
+    expect(paperMarkdown(p)).not.toContain('goal beyond the paper');
+    const b = paperTable(t, s, set, 'cpu', 10, undefined, 2, true);
+    expect(b.meetsBeyond).toBe(b.paramsRatio >= 100 && b.latencyRatio >= 5 && b.accuracyDropPoints <= 1);
+    expect(paperMarkdown(b)).toContain(`| goal beyond the paper: ≥ 100× params, ≥ 5× latency, ≤ 1 point | | | | ${b.meetsBeyond ? 'met' : 'not met'} | |`);
+    expect(tf.memory().numTensors).toBe(before);
     t.dispose();
     s.dispose();
   });

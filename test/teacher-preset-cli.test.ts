@@ -38,5 +38,9 @@ describe('edgekt teacher train --preset', () => {
     expect(importance.code).toBe(2);
     expect(importance.stderr).toContain('EDGEKT_ERR_USAGE');
     expect(importance.stderr).toContain('l1 | l2 | fpgm');
+    const preset = runCli(['bench', 'paper', '--preset', 'huge'], env);
+    expect(preset.code).toBe(2);
+    expect(preset.stderr).toContain('EDGEKT_ERR_USAGE');
+    expect(preset.stderr).toContain('paper | beyond');
   });
 });
