@@ -4,6 +4,19 @@ import { DeviceProfileSchema } from './device-profile.js';
 
 /** Filter importance criteria the pruner knows (compress/prune re-exports these). */
 export const IMPORTANCE_KINDS = ['l1', 'l2', 'fpgm'] as const;
+/**
+ * What the student learns from the teacher: 'multilevel-noise' (the paper: hints at every stage end
+ * through adapters + KD on noisy-teacher logits + labels), 'multilevel' (the same without the noise)
+ * or 'kd' (logits KD + labels, no hints).
+ */
+export const TRANSFER_KINDS = ['multilevel-noise', 'multilevel', 'kd'] as const;
+/** How a hint compares features (compress/distill's HintLossKind is this union). */
+export const HINT_LOSSES = ['mse', 'cosine', 'attention'] as const;
+/** Where a hint reads a stage's feature (compress/distill's HintPoint is this union). */
+export const HINT_POINT_KINDS = ['post-relu', 'pre-relu'] as const;
+export type TransferKind = (typeof TRANSFER_KINDS)[number];
+export type HintLoss = (typeof HINT_LOSSES)[number];
+export type HintPointKind = (typeof HINT_POINT_KINDS)[number];
 /** Distillation schedules (compress/distill's DistillSchedule is this union). */
 export const DISTILL_SCHEDULES = ['joint', 'fitnets'] as const;
 
@@ -18,6 +31,9 @@ export const JOB_SPEC_DEFAULTS = {
   finalEpochs: 2,
   schedule: 'joint',
   temperature: 2,
+  transfer: 'multilevel-noise',
+  hintLoss: 'mse',
+  hintPoint: 'post-relu',
   briefSamples: 2048,
   batchSize: 64,
   step: 0.1,
@@ -55,6 +71,9 @@ export const CompressJobSpecSchema = z.strictObject({
   finalEpochs: posInt.default(D.finalEpochs),
   schedule: z.enum(DISTILL_SCHEDULES).default(D.schedule),
   temperature: z.number().positive().default(D.temperature),
+  transfer: z.enum(TRANSFER_KINDS).default(D.transfer),
+  hintLoss: z.enum(HINT_LOSSES).default(D.hintLoss),
+  hintPoint: z.enum(HINT_POINT_KINDS).default(D.hintPoint),
   briefSamples: posInt.default(D.briefSamples),
   batchSize: posInt.default(D.batchSize),
   /** Share of the prunable channels cut per iteration. */

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { BEYOND_TARGETS, paperMarkdown, paperTable } from '../../bench/paper-bench.js';
 import { unmetSummary } from '../../compress/pipeline.js';
 import type { ImportanceKind } from '../../compress/prune/importance.js';
-import { IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS } from '../../config/job-spec.js';
+import { HINT_LOSSES, HINT_POINT_KINDS, IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS, TRANSFER_KINDS, type HintLoss, type HintPointKind, type TransferKind } from '../../config/job-spec.js';
 import { foldBatchNorm } from '../../compress/pipeline/fold-bn.js';
 import { PIPELINE_DISTILL } from '../../compress/pipeline/stages.js';
 import { EdgektError } from '../../core/errors.js';
@@ -40,6 +40,9 @@ interface PaperOptions {
   teacherPreset: string;
   importance: ImportanceKind;
   latencyAware?: boolean;
+  transfer: TransferKind;
+  hintLoss: HintLoss;
+  hintPoint: HintPointKind;
 }
 
 /**
@@ -112,6 +115,9 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', `fine-tune epochs after pruning (paper ${PAPER_DEFAULTS.finalEpochs}, beyond ${BEYOND_DEFAULTS.finalEpochs})`, parseIntOption('final-epochs'))
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
+    .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')}`, parseChoiceOption('transfer', TRANSFER_KINDS), JOB_SPEC_DEFAULTS.transfer)
+    .option('--hint-loss <kind>', `how hints compare features: ${HINT_LOSSES.join(' | ')}`, parseChoiceOption('hint-loss', HINT_LOSSES), JOB_SPEC_DEFAULTS.hintLoss)
+    .option('--hint-point <where>', `where hints read a stage's feature: ${HINT_POINT_KINDS.join(' | ')}`, parseChoiceOption('hint-point', HINT_POINT_KINDS), JOB_SPEC_DEFAULTS.hintPoint)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
     .option('--step <f>', `share of channels cut per pruning iteration (default ${PAPER_DEFAULTS.step})`, parseFloatOption('step'))
     .option('--size <budget>', `model size budget relative to the teacher (paper ${PAPER_DEFAULTS.size}, beyond ${BEYOND_DEFAULTS.size})`)
@@ -154,7 +160,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
           seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
-          schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature,
+          schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint,
           batchSize: 64, step: o.step, maxIterations: 40, importance: o.importance, ...(o.latencyAware ? { latencyAware: true } : {}), minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
         if (!met) ctx.err(`edgekt: ${unmetSummary(report)}; reporting the closest student`);
@@ -166,7 +172,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const teacherFolded = await foldBatchNorm(teacher);
         try {
           const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs, teacherFolded, 5, o.preset === 'beyond'),
-            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, workers: o.workers ?? os.availableParallelism() },
+            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint, workers: o.workers ?? os.availableParallelism() },
             budgetsMet: met, compressMinutes: minutes };
           await writeFile(path.join(out, 'paper.json'), JSON.stringify(table, null, 2));
           if (o.json) return printJson(ctx, table);

@@ -5,7 +5,7 @@ import type { CostProbe } from '../../compress/budget.js';
 import { runCompressJob } from '../../compress/job/index.js';
 import { unmetSummary, type PipelineEvent, type PipelineStages } from '../../compress/pipeline.js';
 import type { CompressReport } from '../../compress/report/index.js';
-import { IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS as D, type CompressJobSpecInput } from '../../config/job-spec.js';
+import { HINT_LOSSES, HINT_POINT_KINDS, IMPORTANCE_KINDS, JOB_SPEC_DEFAULTS as D, TRANSFER_KINDS, type CompressJobSpecInput } from '../../config/job-spec.js';
 import { EXIT } from '../../core/errors.js';
 import { jobProbe } from '../../jobs/index.js';
 import { createDirCheckpointStore } from '../../store/dir-checkpoint-store.js';
@@ -138,6 +138,9 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), D.finalEpochs)
     .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', D.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), D.temperature)
+    .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')} (hints + noisy-teacher KD + labels; without the noise; logits KD + labels)`, D.transfer)
+    .option('--hint-loss <kind>', `how hints compare features: ${HINT_LOSSES.join(' | ')}`, D.hintLoss)
+    .option('--hint-point <where>', `where hints read a stage's feature: ${HINT_POINT_KINDS.join(' | ')}`, D.hintPoint)
     .option('--brief-samples <n>', 'samples per brief fine-tune after each pruning step', parseIntOption('brief-samples'), D.briefSamples)
     .option('--batch-size <n>', 'training batch size', parseIntOption('batch-size'), D.batchSize)
     .option('--step <f>', 'share of prunable channels cut per iteration', parseFloatOption('step'), D.step)

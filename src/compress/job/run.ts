@@ -83,7 +83,9 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
     await checkRunIdentity(deps.checkpoints, await runFingerprint(spec.teacher, { settings, profile, backend }), spec.resume);
     const stages = deps.stages ?? defaultStages({
       lighten: { widthMultiplier: spec.width, seed: spec.seed, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) },
-      distillEpochs: spec.distillEpochs, finalEpochs: spec.finalEpochs, schedule: spec.schedule, distill: { temperature: spec.temperature },
+      distillEpochs: spec.distillEpochs, finalEpochs: spec.finalEpochs, schedule: spec.transfer === 'kd' ? 'joint' : spec.schedule,
+      hints: spec.transfer === 'kd' ? 'none' : 'auto',
+      distill: { temperature: spec.temperature, hintLoss: spec.hintLoss, hintPoint: spec.hintPoint, ...(spec.transfer === 'multilevel-noise' ? {} : { noiseSigma: 0 }) },
       briefSamples: spec.briefSamples, batchSize: spec.batchSize, seed: spec.seed, workers: spec.workers ?? profile.runtime.threads,
       ...(deps.signal ? { signal: deps.signal } : {}),
       onProgress: (progress) => emit({ type: 'progress', progress }),
