@@ -60,10 +60,10 @@ describe('runCompressJob', () => {
     const paths = (err as { details: { issues: Array<{ path: string }> } }).details.issues.map((i) => i.path).sort();
     expect(paths).toEqual(['(spec)', 'importance', 'skipLayers', 'step', 'transfer']);
     const s = parseCompressJobSpec({ teacher: 't', data: 'mnist', profile: 'x86-64-dev' });
-    expect(s).toMatchObject({ seed: 0, width: 0.5, distillEpochs: 3, finalEpochs: 2, schedule: 'joint', temperature: 2, transfer: 'multilevel-noise', hintLoss: 'mse', hintPoint: 'post-relu', step: 0.1, maxIterations: 30, runs: 30, resume: false, skipLayers: [] });
+    expect(s).toMatchObject({ seed: 0, width: 0.5, distillEpochs: 3, finalEpochs: 2, schedule: 'joint', temperature: 2, learningRate: 1e-3, transfer: 'multilevel-noise', hintLoss: 'mse', hintPoint: 'post-relu', step: 0.1, maxIterations: 30, runs: 30, resume: false, skipLayers: [] });
   });
 
-  it('transfer picks what the student learns: kd, multilevel and multilevel-noise train different students, each repeatable', async () => {
+  it('transfer picks what the student learns (kd, multilevel, multilevel-noise train different students) and learningRate its step', async () => {
     const one = { ...base, maxIterations: 0 };
     const run = async (extra: Partial<CompressJobSpecInput>, dir: string): Promise<Float32Array[]> =>
       weightsOf(await runCompressJob({ ...one, ...extra }, { checkpoints: createDirCheckpointStore(path.join(root, dir)), probe }));
@@ -71,8 +71,10 @@ describe('runCompressJob', () => {
     const plain = await run({ transfer: 'multilevel' }, 't-ml');
     const kd = await run({ transfer: 'kd', schedule: 'fitnets' }, 't-kd');
     const kdAgain = await run({ transfer: 'kd' }, 't-kd2');
+    const fast = await run({ learningRate: 1e-2 }, 't-lr');
     const diff = (a: Float32Array[], b: Float32Array[]): number => Math.max(...a.map((w, i) => Math.max(...w.map((v, j) => Math.abs(v - b[i]![j]!)))));
     expect(diff(noisy, plain)).toBeGreaterThan(1e-4);
+    expect(diff(noisy, fast)).toBeGreaterThan(1e-4);
     expect(diff(plain, kd)).toBeGreaterThan(1e-4);
     // kd has no hints to stage, so the schedule makes no difference.
     expect(diff(kd, kdAgain)).toBeLessThanOrEqual(1e-6);

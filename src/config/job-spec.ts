@@ -31,6 +31,7 @@ export const JOB_SPEC_DEFAULTS = {
   finalEpochs: 2,
   schedule: 'joint',
   temperature: 2,
+  learningRate: 1e-3,
   transfer: 'multilevel-noise',
   hintLoss: 'mse',
   hintPoint: 'post-relu',
@@ -71,6 +72,8 @@ export const CompressJobSpecSchema = z.strictObject({
   finalEpochs: posInt.default(D.finalEpochs),
   schedule: z.enum(DISTILL_SCHEDULES).default(D.schedule),
   temperature: z.number().positive().default(D.temperature),
+  /** Adam's base learning rate of distillation and fine-tunes (cosine-annealed to 0 over each). */
+  learningRate: z.number().positive().max(1).default(D.learningRate),
   transfer: z.enum(TRANSFER_KINDS).default(D.transfer),
   hintLoss: z.enum(HINT_LOSSES).default(D.hintLoss),
   hintPoint: z.enum(HINT_POINT_KINDS).default(D.hintPoint),

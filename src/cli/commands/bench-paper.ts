@@ -41,6 +41,7 @@ interface PaperOptions {
   importance: ImportanceKind;
   latencyAware?: boolean;
   transfer: TransferKind;
+  lr: number;
   hintLoss: HintLoss;
   hintPoint: HintPointKind;
 }
@@ -115,6 +116,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', `fine-tune epochs after pruning (paper ${PAPER_DEFAULTS.finalEpochs}, beyond ${BEYOND_DEFAULTS.finalEpochs})`, parseIntOption('final-epochs'))
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
+    .option('--lr <f>', "Adam's base learning rate of distillation and fine-tunes (cosine to 0)", parseFloatOption('lr'), JOB_SPEC_DEFAULTS.learningRate)
     .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')}`, parseChoiceOption('transfer', TRANSFER_KINDS), JOB_SPEC_DEFAULTS.transfer)
     .option('--hint-loss <kind>', `how hints compare features: ${HINT_LOSSES.join(' | ')}`, parseChoiceOption('hint-loss', HINT_LOSSES), JOB_SPEC_DEFAULTS.hintLoss)
     .option('--hint-point <where>', `where hints read a stage's feature: ${HINT_POINT_KINDS.join(' | ')}`, parseChoiceOption('hint-point', HINT_POINT_KINDS), JOB_SPEC_DEFAULTS.hintPoint)
@@ -160,7 +162,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
           seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
-          schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint,
+          schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature, learningRate: o.lr, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint,
           batchSize: 64, step: o.step, maxIterations: 40, importance: o.importance, ...(o.latencyAware ? { latencyAware: true } : {}), minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
         if (!met) ctx.err(`edgekt: ${unmetSummary(report)}; reporting the closest student`);
@@ -172,7 +174,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const teacherFolded = await foldBatchNorm(teacher);
         try {
           const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs, teacherFolded, 5, o.preset === 'beyond'),
-            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint, workers: o.workers ?? os.availableParallelism() },
+            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, learningRate: o.lr, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint, workers: o.workers ?? os.availableParallelism() },
             budgetsMet: met, compressMinutes: minutes };
           await writeFile(path.join(out, 'paper.json'), JSON.stringify(table, null, 2));
           if (o.json) return printJson(ctx, table);

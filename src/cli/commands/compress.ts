@@ -12,16 +12,17 @@ import { createDirCheckpointStore } from '../../store/dir-checkpoint-store.js';
 import { action, parseDepthOption, parseFloatOption, parseIntOption, printJson, type CliContext } from '../context.js';
 
 /** `edgekt compress` flags as commander hands them over (skip-layers still one string). */
-export interface CompressFlags extends Omit<CompressJobSpecInput, 'skipLayers' | 'out'> {
+export interface CompressFlags extends Omit<CompressJobSpecInput, 'skipLayers' | 'out' | 'learningRate'> {
   out: string;
+  lr?: number;
   skipLayers?: string;
   json?: boolean;
 }
 
 /** The job spec the flags stand for; the schema (not this function) checks the values. */
 export function specFromFlags(f: CompressFlags): CompressJobSpecInput & { out: string } {
-  const { json: _json, skipLayers, ...rest } = f;
-  return { ...rest, skipLayers: (skipLayers ?? '').split(',').map((x) => x.trim()).filter(Boolean) };
+  const { json: _json, skipLayers, lr, ...rest } = f;
+  return { ...rest, ...(lr !== undefined ? { learningRate: lr } : {}), skipLayers: (skipLayers ?? '').split(',').map((x) => x.trim()).filter(Boolean) };
 }
 
 /** What tests swap or watch: the stages, the probe, the events, and a signal standing in for a killed run. */
@@ -138,6 +139,7 @@ export function registerCompress(program: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', 'fine-tune epochs once the budgets hold', parseIntOption('final-epochs'), D.finalEpochs)
     .option('--schedule <s>', 'distillation schedule: joint (every loss from the start) | fitnets (hints first)', D.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), D.temperature)
+    .option('--lr <f>', "Adam's base learning rate of distillation and fine-tunes (cosine to 0)", parseFloatOption('lr'), D.learningRate)
     .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')} (hints + noisy-teacher KD + labels; without the noise; logits KD + labels)`, D.transfer)
     .option('--hint-loss <kind>', `how hints compare features: ${HINT_LOSSES.join(' | ')}`, D.hintLoss)
     .option('--hint-point <where>', `where hints read a stage's feature: ${HINT_POINT_KINDS.join(' | ')}`, D.hintPoint)

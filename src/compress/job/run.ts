@@ -85,7 +85,7 @@ export async function runCompressJob(input: CompressJobSpecInput, deps: Compress
       lighten: { widthMultiplier: spec.width, seed: spec.seed, ...(spec.depth !== undefined ? { depth: spec.depth } : {}) },
       distillEpochs: spec.distillEpochs, finalEpochs: spec.finalEpochs, schedule: spec.transfer === 'kd' ? 'joint' : spec.schedule,
       hints: spec.transfer === 'kd' ? 'none' : 'auto',
-      distill: { temperature: spec.temperature, hintLoss: spec.hintLoss, hintPoint: spec.hintPoint, ...(spec.transfer === 'multilevel-noise' ? {} : { noiseSigma: 0 }) },
+      distill: { temperature: spec.temperature, learningRate: spec.learningRate, hintLoss: spec.hintLoss, hintPoint: spec.hintPoint, ...(spec.transfer === 'multilevel-noise' ? {} : { noiseSigma: 0 }) },
       briefSamples: spec.briefSamples, batchSize: spec.batchSize, seed: spec.seed, workers: spec.workers ?? profile.runtime.threads,
       ...(deps.signal ? { signal: deps.signal } : {}),
       onProgress: (progress) => emit({ type: 'progress', progress }),
