@@ -40,8 +40,8 @@ interface PaperOptions {
   teacherPreset: string;
   importance: ImportanceKind;
   latencyAware?: boolean;
-  transfer: TransferKind;
-  lr: number;
+  transfer?: TransferKind;
+  lr?: number;
   hintLoss: HintLoss;
   hintPoint: HintPointKind;
 }
@@ -64,6 +64,8 @@ export const PAPER_DEFAULTS: PaperSettings = {
   finalEpochs: 4,
   step: 0.05,
   size: '0.0165x',
+  transfer: 'kd',
+  lr: 3e-3,
 };
 
 interface PaperSettings {
@@ -73,6 +75,8 @@ interface PaperSettings {
   finalEpochs: number;
   step: number;
   size: string;
+  transfer: TransferKind;
+  lr: number;
 }
 
 /**
@@ -87,6 +91,8 @@ export const BEYOND_DEFAULTS: PaperSettings = {
   finalEpochs: 6,
   step: 0.05,
   size: '0.01x',
+  transfer: 'kd',
+  lr: 3e-3,
 };
 
 export const PAPER_PRESETS = { paper: PAPER_DEFAULTS, beyond: BEYOND_DEFAULTS } as const;
@@ -116,8 +122,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--final-epochs <n>', `fine-tune epochs after pruning (paper ${PAPER_DEFAULTS.finalEpochs}, beyond ${BEYOND_DEFAULTS.finalEpochs})`, parseIntOption('final-epochs'))
     .option('--schedule <s>', 'distillation schedule: joint | fitnets', PIPELINE_DISTILL.schedule)
     .option('--temperature <T>', 'KD softmax temperature', parseFloatOption('temperature'), PIPELINE_DISTILL.temperature)
-    .option('--lr <f>', "Adam's base learning rate of distillation and fine-tunes (cosine to 0)", parseFloatOption('lr'), JOB_SPEC_DEFAULTS.learningRate)
-    .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')}`, parseChoiceOption('transfer', TRANSFER_KINDS), JOB_SPEC_DEFAULTS.transfer)
+    .option('--lr <f>', `Adam's base learning rate of distillation and fine-tunes, cosine to 0 (presets ${PAPER_DEFAULTS.lr}; compress ${JOB_SPEC_DEFAULTS.learningRate})`, parseFloatOption('lr'))
+    .option('--transfer <kind>', `what the student learns from the teacher: ${TRANSFER_KINDS.join(' | ')} (presets ${PAPER_DEFAULTS.transfer}; compress ${JOB_SPEC_DEFAULTS.transfer})`, parseChoiceOption('transfer', TRANSFER_KINDS))
     .option('--hint-loss <kind>', `how hints compare features: ${HINT_LOSSES.join(' | ')}`, parseChoiceOption('hint-loss', HINT_LOSSES), JOB_SPEC_DEFAULTS.hintLoss)
     .option('--hint-point <where>', `where hints read a stage's feature: ${HINT_POINT_KINDS.join(' | ')}`, parseChoiceOption('hint-point', HINT_POINT_KINDS), JOB_SPEC_DEFAULTS.hintPoint)
     .option('--brief-samples <n>', 'samples per brief fine-tune', parseIntOption('brief-samples'), 4096)
@@ -142,6 +148,8 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
           finalEpochs: opts.finalEpochs ?? preset.finalEpochs,
           step: opts.step ?? preset.step,
           size: opts.size ?? preset.size,
+          transfer: opts.transfer ?? preset.transfer,
+          lr: opts.lr ?? preset.lr,
         };
         const tdir = o.teacher ?? teacherDir('fashion-mnist', 0, process.env, parseTeacherPreset(o.teacherPreset));
         if (!existsSync(path.join(tdir, 'model.json'))) {
