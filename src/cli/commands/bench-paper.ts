@@ -84,14 +84,12 @@ interface PaperSettings {
  * fewer than the teacher), which the 1 % size budget admits before any pruning, trained longer.
  */
 export const BEYOND_DEFAULTS: PaperSettings = {
+  ...PAPER_DEFAULTS,
   width: 1.5,
   depth: [1, 1, 1],
   distillEpochs: 14,
   finalEpochs: 6,
-  step: 0.05,
   size: '0.01x',
-  transfer: 'kd',
-  lr: 3e-3,
 };
 
 export const PAPER_PRESETS = { paper: PAPER_DEFAULTS, beyond: BEYOND_DEFAULTS } as const;
@@ -138,18 +136,9 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
     .option('--workers <n>', `data-parallel training threads for distillation and fine-tunes (default: all cores, ${os.availableParallelism()} here)`, parseIntOption('workers'))
     .action(
       action(ctx, async (opts: PaperOptions) => {
-        const preset = PAPER_PRESETS[opts.preset];
-        const o = {
-          ...opts,
-          width: opts.width ?? preset.width,
-          depth: opts.depth ?? preset.depth,
-          distillEpochs: opts.distillEpochs ?? preset.distillEpochs,
-          finalEpochs: opts.finalEpochs ?? preset.finalEpochs,
-          step: opts.step ?? preset.step,
-          size: opts.size ?? preset.size,
-          transfer: opts.transfer ?? preset.transfer,
-          lr: opts.lr ?? preset.lr,
-        };
+        // commander leaves an option that was not given out of `opts`, so a given flag overrides the preset.
+        const o = { ...PAPER_PRESETS[opts.preset], ...opts };
+        const workers = o.workers ?? os.availableParallelism();
         const tdir = o.teacher ?? teacherDir('fashion-mnist', 0, process.env, parseTeacherPreset(o.teacherPreset));
         if (!existsSync(path.join(tdir, 'model.json'))) {
           throw new EdgektError('EDGEKT_ERR_USAGE', `no teacher in ${tdir}; train it first: edgekt teacher train --data fashion-mnist --preset ${o.teacherPreset}`);
@@ -168,7 +157,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const started = performance.now();
         const { met, report } = await runCompressCommand(ctx, {
           teacher: tdir, data: 'fashion-mnist', profile: profileFile, out, resume: Boolean(o.resume), evalLimit: o.evalLimit,
-          seed: o.seed, workers: o.workers ?? os.availableParallelism(), width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
+          seed: o.seed, workers, width: o.width, ...(o.depth !== 'all' ? { depth: o.depth } : {}), distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, briefSamples: o.briefSamples,
           schedule: o.schedule as 'joint' | 'fitnets', temperature: o.temperature, learningRate: o.lr, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint,
           batchSize: 64, step: o.step, maxIterations: 40, importance: o.importance, ...(o.latencyAware ? { latencyAware: true } : {}), minChannels: 4, roundTo: 4, runs: 30, valFraction: 0.1, ...(o.trainLimit ? { trainLimit: o.trainLimit } : {}),
         });
@@ -181,7 +170,7 @@ export function registerBenchPaper(bench: Command, ctx: CliContext): void {
         const teacherFolded = await foldBatchNorm(teacher);
         try {
           const table = { ...paperTable(teacher, student, data.test, info.backend, o.runs, teacherFolded, 5, o.preset === 'beyond'),
-            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, learningRate: o.lr, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint, workers: o.workers ?? os.availableParallelism() },
+            preset: o.preset, settings: { width: o.width, depth: o.depth, distillEpochs: o.distillEpochs, finalEpochs: o.finalEpochs, step: o.step, size: o.size, learningRate: o.lr, transfer: o.transfer, hintLoss: o.hintLoss, hintPoint: o.hintPoint, workers },
             budgetsMet: met, compressMinutes: minutes };
           await writeFile(path.join(out, 'paper.json'), JSON.stringify(table, null, 2));
           if (o.json) return printJson(ctx, table);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { normal, type Rng } from '../../core/random.js';
+import { HINT_LOSSES, type HintLoss } from '../../config/job-spec.js';
 
 /**
  * The loss terms of multi-level knowledge transfer, as pure functions on tensors. Each one runs in
@@ -30,8 +31,9 @@ export function matchSpatial(feature: tf.Tensor4D, height: number, width: number
  *   L2-normalised spatial attention maps (channel mean of the squared activations) of the raw
  *   student and teacher features, summed over positions; needs no adapter.
  */
-export type HintLossKind = 'mse' | 'cosine' | 'attention';
-export const HINT_LOSS_KINDS: readonly HintLossKind[] = ['mse', 'cosine', 'attention'];
+export type HintLossKind = HintLoss;
+/** The job spec's list (config/job-spec.ts), so the spec and the trainer cannot disagree. */
+export const HINT_LOSS_KINDS: readonly HintLossKind[] = HINT_LOSSES;
 
 /** Both maps at the smaller of their two spatial sizes. */
 function sameSpatial(a: tf.Tensor4D, b: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {

@@ -4,6 +4,7 @@ import { EdgektError } from '../../core/errors.js';
 import { createHintAdapter, type HintAdapter } from './adapters.js';
 import { featureModel, findStageEnds, pairStageEnds, preActivation, stageEndOf, upstreamLayers, type HintPair } from './hint-points.js';
 import { attentionHintLoss, cosineHintLoss, crossEntropyLoss, hintLoss, kdLoss, noisyTeacherLogits, weightedLoss, type HintLossKind, type LossParts } from './losses.js';
+import { HINT_POINT_KINDS, type HintPointKind } from '../../config/job-spec.js';
 
 /**
  * What one training step optimises. `hints`: hint losses only, training the student's layers up to
@@ -49,8 +50,9 @@ export interface DistillTrainerOptions {
   proximal?: { mu: number };
 }
 
-export type HintPoint = 'post-relu' | 'pre-relu';
-export const HINT_POINTS: readonly HintPoint[] = ['post-relu', 'pre-relu'];
+export type HintPoint = HintPointKind;
+/** The job spec's list (config/job-spec.ts), so the spec and the trainer cannot disagree. */
+export const HINT_POINTS: readonly HintPoint[] = HINT_POINT_KINDS;
 
 export const DISTILL_DEFAULTS = {
   temperature: 4,

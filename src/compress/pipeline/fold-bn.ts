@@ -50,29 +50,20 @@ function idempotentAfter(outer: string, inner: string): boolean {
  * conv before a stage's last ReLU). They compute the identity; each still costs an op at batch 1.
  * Returns removed layer → the layer whose output replaces it.
  */
-function findRedundantActivations(model: tf.LayersModel, folds: readonly Fold[]): Map<string, string> {
+function findRedundantActivations(model: tf.LayersModel, folds: readonly Fold[], folded: ReadonlyMap<string, string>): Map<string, string> {
   const outputs = new Set(model.outputLayers.map((l) => l.name));
-  const byLayer = new Map<string, string>(); // layer → its activation once folded
-  for (const f of folds) if (f.activation) byLayer.set(f.producer, f.activation);
-  const removedByFold = new Set(folds.flatMap((f) => [f.bn, ...(f.act ? [f.act] : [])]));
-  const owner = (l: tf.layers.Layer): string => {
-    // A removed BN/activation's output is now produced by its fold's producer.
-    const f = folds.find((x) => x.bn === l.name || x.act === l.name);
-    return f ? f.producer : l.name;
-  };
+  const activationOf = new Map<string, string>(); // producer → its activation once folded
+  for (const f of folds) if (f.activation) activationOf.set(f.producer, f.activation);
   const redundant = new Map<string, string>();
   for (const l of model.layers) {
-    if (l.getClassName() !== 'Activation' || outputs.has(l.name) || removedByFold.has(l.name)) continue;
+    if (l.getClassName() !== 'Activation' || outputs.has(l.name) || folded.has(l.name)) continue;
     const inbound = l.inboundNodes[0]?.inboundLayers ?? [];
     if (inbound.length !== 1) continue;
-    const src = inbound[0]!;
-    const producer = redundant.get(src.name) ?? owner(src);
-    const p = model.getLayer(producer);
-    const inner = byLayer.get(producer) ?? String((p.getConfig() as Record<string, unknown>).activation ?? 'linear');
-    if (idempotentAfter(String((l.getConfig() as Record<string, unknown>).activation), inner)) {
-      redundant.set(l.name, producer);
-      if (!byLayer.has(producer)) byLayer.set(producer, inner);
-    }
+    const src = inbound[0]!.name;
+    // The layer now producing the input: a fold's producer, or what replaced an earlier redundant activation.
+    const producer = redundant.get(src) ?? folded.get(src) ?? src;
+    const inner = activationOf.get(producer) ?? String((model.getLayer(producer).getConfig() as Record<string, unknown>).activation ?? 'linear');
+    if (idempotentAfter(String((l.getConfig() as Record<string, unknown>).activation), inner)) redundant.set(l.name, producer);
   }
   return redundant;
 }
@@ -123,7 +114,7 @@ export async function foldBatchNorm(model: tf.LayersModel): Promise<tf.LayersMod
     removed.set(f.bn, f.producer);
     if (f.act) removed.set(f.act, f.producer);
   }
-  for (const [act, producer] of findRedundantActivations(model, folds)) removed.set(act, producer);
+  for (const [act, producer] of findRedundantActivations(model, folds, removed)) removed.set(act, producer);
   const topology = model.toJSON(null, false) as { class_name: string; config: { layers: JsonLayer[]; output_layers?: unknown } | JsonLayer[] };
   const cfg = topology.config;
   const layers = Array.isArray(cfg) ? cfg : cfg.layers;
